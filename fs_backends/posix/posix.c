@@ -1,0 +1,617 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The posix backend: a store is a directory on a local (or mounted)
+ * filesystem, and a kernel-mode lock is a regular file in it locked with
+ * open file description (OFD) locks.
+ *
+ * Why OFD locks: classic POSIX fcntl() locks belong to the process, so they
+ * cannot exclude two threads of one process and are silently dropped when the
+ * process closes *any* descriptor of the file (SQLite's os_unix.c tells that
+ * story at length). flock() locks belong to the open file description but do
+ * not work over NFS on older kernels and have no byte ranges. OFD locks belong
+ * to the open file description, have byte ranges, and die with the last
+ * descriptor of it, so a crashed holder frees the lock at once.
+ *
+ * Byte 0 is the lock itself (write lock = exclusive, read lock = shared).
+ * Byte 1 serialises shared holders while they bump the token and write their
+ * record, and the creator of a new file while it writes the first page; an
+ * exclusive holder never needs it because holding byte 0 for writing already
+ * excludes everyone who could touch the record.
+ *
+ * The record lives in the file's first page, mapped MAP_SHARED: the fast path
+ * of an acquisition is one fcntl() to lock, a few hundred bytes copied into
+ * the mapping (the next token and the holder's identity), and one fcntl() to
+ * unlock at release. A pread/pwrite pair would add two syscalls to a path that
+ * costs two. Mapping a file has two traps, both avoided: writing to a hole
+ * can raise SIGBUS on a full filesystem, so the page is written with pwrite()
+ * when the file is created; and touching a page past end of file raises
+ * SIGBUS, so files whose size is not exactly one page are refused at open.
+ * (A file truncated by someone else while mapped would still fault; the store
+ * directory is private to its owner or group for that reason.)
+ *
+ * Lock files are never unlinked by this backend: unlinking a lock file that
+ * someone may hold lets the next opener create a second file of the same name
+ * and lock that instead (the unlink race).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "krecord.h"
+#include "sys.h"
+
+static int sys_fcntl_lock(int fd, int cmd, struct flock *fl)
+{
+	return fcntl(fd, cmd, fl);
+}
+
+static int sys_openat(int dfd, const char *path, int flags, mode_t mode)
+{
+	return openat(dfd, path, flags, mode);
+}
+
+struct lk__posix_sys lk__posix_sys = {
+	.openat = sys_openat,
+	.close = close,
+	.fstat = fstat,
+	.fstatat = fstatat,
+	.fcntl_lock = sys_fcntl_lock,
+	.pread = pread,
+	.pwrite = pwrite,
+	.ftruncate = ftruncate,
+	.mmap = mmap,
+	.munmap = munmap,
+	.msync = msync,
+	.mkdir = mkdir,
+};
+
+#define SYS lk__posix_sys
+
+struct posix_store {
+	struct lk_bstore base;
+	int dfd;
+	int rdonly;
+	mode_t file_mode;
+	char path[];
+};
+
+struct posix_klock {
+	struct lk_bklock base;
+	int fd;
+	uint8_t *map;
+	char name[LK_NAME_MAX + 1];
+};
+
+static int64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* mkdir -p for the missing components of path. */
+static int mkdir_p(const char *path, mode_t mode, struct lk_err *err)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n >= sizeof(buf)) {
+		lk__err_set(err, "store path is too long");
+		return -ENAMETOOLONG;
+	}
+	memcpy(buf, path, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != 0)
+			continue;
+		if (buf[i - 1] == '/')
+			continue;
+		buf[i] = 0;
+		if (SYS.mkdir(buf, mode) < 0 && errno != EEXIST) {
+			int e = errno;
+
+			lk__err_set(err, "cannot create store directory %s: %s", buf, strerror(e));
+			return -e;
+		}
+		buf[i] = path[i];
+	}
+	return 0;
+}
+
+static int posix_store_open(const struct lk_url *url, const struct lk_store_opts *opts,
+			    struct lk_bstore **ret, struct lk_err *err)
+{
+	int rdonly = !!(opts->flags & LK_STORE_RDONLY);
+	int create = !(opts->flags & (LK_STORE_NOCREATE | LK_STORE_RDONLY));
+	struct posix_store *ps;
+	struct stat st;
+	int dfd, r;
+
+	dfd = SYS.openat(AT_FDCWD, url->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (dfd < 0 && errno == ENOENT && create) {
+		r = mkdir_p(url->path, opts->dir_mode, err);
+		if (r < 0)
+			return r;
+		dfd = SYS.openat(AT_FDCWD, url->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	}
+	if (dfd < 0) {
+		r = -errno;
+		if (r == -ENOENT)
+			lk__err_set(err, "store %s does not exist", url->path);
+		else if (r == -ENOTDIR)
+			lk__err_set(err, "store %s is not a directory", url->path);
+		else
+			lk__err_set(err, "cannot open store %s: %s", url->path, strerror(-r));
+		return r;
+	}
+	if (SYS.fstat(dfd, &st) < 0) {
+		r = -errno;
+		lk__err_set(err, "cannot stat store %s: %s", url->path, strerror(-r));
+		SYS.close(dfd);
+		return r;
+	}
+	if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
+		lk__err_set(err,
+			    "store %s is world-writable without the sticky bit: anyone could "
+			    "replace lock files; fix its mode (chmod o-w or +t)",
+			    url->path);
+		SYS.close(dfd);
+		return -EPERM;
+	}
+	ps = calloc(1, sizeof(*ps) + strlen(url->path) + 1);
+	if (!ps) {
+		SYS.close(dfd);
+		return -ENOMEM;
+	}
+	ps->base.be = &lk__posix_backend;
+	ps->dfd = dfd;
+	ps->rdonly = rdonly;
+	ps->file_mode = opts->file_mode;
+	strcpy(ps->path, url->path);
+	*ret = &ps->base;
+	return 0;
+}
+
+static void posix_store_close(struct lk_bstore *bs)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+
+	if (!ps)
+		return;
+	if (ps->dfd >= 0)
+		SYS.close(ps->dfd);
+	free(ps);
+}
+
+static int posix_entry(struct lk_bstore *bs, const char *name, struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct stat st;
+
+	if (SYS.fstatat(ps->dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		int e = errno;
+
+		if (e == ENOENT)
+			return LK_ENTRY_NONE;
+		lk__err_set(err, "cannot stat lock %s: %s", name, strerror(e));
+		return -e;
+	}
+	if (S_ISREG(st.st_mode))
+		return LK_ENTRY_KERNEL;
+	if (S_ISDIR(st.st_mode))
+		return LK_ENTRY_LEASE;
+	if (S_ISLNK(st.st_mode))
+		lk__err_set(err, "lock %s is a symbolic link; refusing to follow it", name);
+	else
+		lk__err_set(err, "lock %s is neither a regular file nor a directory", name);
+	return -EINVAL;
+}
+
+static int posix_list(struct lk_bstore *bs, lk_list_fn fn, void *userdata, struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct dirent *de;
+	DIR *d;
+	int fd, r = 0;
+
+	fd = SYS.openat(ps->dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (fd < 0) {
+		r = -errno;
+		lk__err_set(err, "cannot list store %s: %s", ps->path, strerror(-r));
+		return r;
+	}
+	d = fdopendir(fd);
+	if (!d) {
+		r = -errno;
+		SYS.close(fd);
+		return r;
+	}
+	while ((de = readdir(d))) {
+		if (lk_name_valid(de->d_name) < 0)
+			continue;
+		if (de->d_type != DT_REG && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+			continue;
+		r = fn(de->d_name, userdata);
+		if (r)
+			break;
+	}
+	closedir(d);
+	return r;
+}
+
+/* Take or drop an OFD lock on one byte, waiting through the handle's waiter. */
+static int ofd_lock(int fd, short type, off_t byte, int64_t timeout_ms, struct lk__waiter *w)
+{
+	struct flock fl = {
+		.l_type = type,
+		.l_whence = SEEK_SET,
+		.l_start = byte,
+		.l_len = 1,
+		.l_pid = 0,
+	};
+	int r;
+
+	if (SYS.fcntl_lock(fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	if (errno != EAGAIN && errno != EACCES)
+		return -errno;
+	if (timeout_ms == 0)
+		return -EWOULDBLOCK;
+	if (!w) {
+		/* Only for the short byte-1 section at file creation. */
+		while (SYS.fcntl_lock(fd, F_OFD_SETLKW, &fl) < 0)
+			if (errno != EINTR)
+				return -errno;
+		return 0;
+	}
+	r = lk__wait_begin(w, timeout_ms);
+	if (r < 0)
+		return r;
+	for (;;) {
+		r = lk__wait_check(w);
+		if (r < 0)
+			break;
+		if (SYS.fcntl_lock(fd, F_OFD_SETLKW, &fl) == 0) {
+			r = 0;
+			break;
+		}
+		if (errno != EINTR) {
+			r = -errno;
+			break;
+		}
+	}
+	lk__wait_end(w);
+	return r;
+}
+
+static int ofd_unlock(int fd, off_t byte)
+{
+	struct flock fl = {
+		.l_type = F_UNLCK,
+		.l_whence = SEEK_SET,
+		.l_start = byte,
+		.l_len = 1,
+	};
+
+	return SYS.fcntl_lock(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+/* Write the first page of a new (empty) lock file, under byte 1. */
+static int kfile_init(struct posix_klock *k, struct lk_err *err)
+{
+	uint8_t page[LK_KFILE_SIZE];
+	struct stat st;
+	ssize_t n;
+	int r;
+
+	r = ofd_lock(k->fd, F_WRLCK, 1, -1, NULL);
+	if (r < 0) {
+		lk__err_set(err, "cannot lock %s to initialise it: %s", k->name, strerror(-r));
+		return r;
+	}
+	if (SYS.fstat(k->fd, &st) < 0) {
+		r = -errno;
+		goto unlock;
+	}
+	if (st.st_size != 0)
+		goto unlock; /* someone else initialised it meanwhile */
+
+	memset(page, 0, sizeof(page));
+	lk__kfile_header_encode(page);
+	/* No record yet: the first acquisition seeds the token and syncs. */
+	n = SYS.pwrite(k->fd, page, sizeof(page), 0);
+	if (n != (ssize_t)sizeof(page)) {
+		r = n < 0 ? -errno : -ENOSPC;
+		lk__err_set(err, "cannot write lock file %s: %s", k->name, strerror(-r));
+		/* leave an empty file that the next opener initialises again */
+		if (SYS.ftruncate(k->fd, 0) < 0) {
+			/* nothing more to do: the size check refuses a short file */
+		}
+	}
+unlock:
+	ofd_unlock(k->fd, 1);
+	return r;
+}
+
+static int posix_klock_open(struct lk_bstore *bs, const char *name, struct lk_bklock **ret,
+			    struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	uint8_t hdr[LK_KFILE_HDR_SIZE];
+	struct posix_klock *k;
+	struct stat st;
+	int r;
+
+	if (ps->rdonly) {
+		lk__err_set(err, "store %s was opened read-only", ps->path);
+		return -EROFS;
+	}
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return -ENOMEM;
+	k->base.bs = bs;
+	k->fd = -1;
+	snprintf(k->name, sizeof(k->name), "%s", name);
+
+	k->fd = SYS.openat(ps->dfd, name,
+			   O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
+			   ps->file_mode);
+	if (k->fd < 0) {
+		r = -errno;
+		if (r == -ELOOP) {
+			lk__err_set(err, "lock %s is a symbolic link; refusing to follow it", name);
+			r = -EINVAL;
+		} else if (r == -EISDIR) {
+			lk__err_set(err, "lock %s is a lease-mode lock (a directory)", name);
+			r = -EINVAL;
+		} else {
+			lk__err_set(err, "cannot open lock %s in %s: %s", name, ps->path,
+				    strerror(-r));
+		}
+		goto fail;
+	}
+	if (SYS.fstat(k->fd, &st) < 0) {
+		r = -errno;
+		lk__err_set(err, "cannot stat lock %s: %s", name, strerror(-r));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		lk__err_set(err, "lock %s is not a regular file", name);
+		r = -EINVAL;
+		goto fail;
+	}
+	if (st.st_nlink != 1) {
+		lk__err_set(err, "lock file %s has %lu hard links; refusing it", name,
+			    (unsigned long)st.st_nlink);
+		r = -EINVAL;
+		goto fail;
+	}
+	if (st.st_size == 0) {
+		r = kfile_init(k, err);
+		if (r < 0)
+			goto fail;
+		if (SYS.fstat(k->fd, &st) < 0) {
+			r = -errno;
+			goto fail;
+		}
+	}
+	if (st.st_size != LK_KFILE_SIZE ||
+	    SYS.pread(k->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
+	    lk__kfile_header_check(hdr, sizeof(hdr)) < 0) {
+		lk__err_set(err, "%s/%s is not a lockkit lock file; refusing to use it", ps->path,
+			    name);
+		r = -EINVAL;
+		goto fail;
+	}
+	k->map = SYS.mmap(NULL, LK_KFILE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, k->fd, 0);
+	if (k->map == MAP_FAILED) {
+		k->map = NULL;
+		r = -errno;
+		lk__err_set(err, "cannot map lock file %s: %s", name, strerror(-r));
+		goto fail;
+	}
+	*ret = &k->base;
+	return 0;
+fail:
+	if (k->fd >= 0)
+		SYS.close(k->fd);
+	free(k);
+	return r;
+}
+
+static int posix_klock_acquire(struct lk_bklock *bk, int shared, int64_t timeout_ms,
+			       const struct lk_holder_info *who, struct lk__waiter *waiter,
+			       uint64_t *ret_token, struct lk_err *err)
+{
+	struct posix_klock *k = (struct posix_klock *)bk;
+	uint8_t buf[LK_KSLOT_SIZE];
+	struct lk__krec cur, rec;
+	uint64_t tok, res;
+	int64_t now = realtime_ns();
+	int idx, sync, r;
+
+	r = ofd_lock(k->fd, shared ? F_RDLCK : F_WRLCK, 0, timeout_ms, waiter);
+	if (r < 0)
+		return r;
+	if (shared) {
+		/* Other shared holders may be writing the record: take byte 1. */
+		r = ofd_lock(k->fd, F_WRLCK, 1, timeout_ms, waiter);
+		if (r < 0) {
+			ofd_unlock(k->fd, 0);
+			return r;
+		}
+	}
+
+	idx = lk__kfile_pick(k->map, LK_KFILE_SIZE, &cur);
+	r = lk__ktoken_next(idx >= 0 ? &cur : NULL, who->boot_id, now, &tok, &res, &sync);
+	if (r < 0) {
+		lk__err_set(err, "lock %s has used up its token space", k->name);
+		goto unlock;
+	}
+	memset(&rec, 0, sizeof(rec));
+	rec.seq = (idx >= 0 ? cur.seq : 0) + 1;
+	rec.token = tok;
+	rec.reserved = res;
+	memcpy(rec.boot_id, who->boot_id, 16);
+	rec.since_ns = now;
+	rec.pid = who->pid;
+	rec.shared = (uint8_t)shared;
+	snprintf(rec.host, sizeof(rec.host), "%s", who->host);
+	snprintf(rec.owner, sizeof(rec.owner), "%s", who->owner ? who->owner : "");
+	lk__krec_encode(&rec, buf);
+	memcpy(k->map + (idx == 0 ? LK_KSLOT1_OFF : LK_KSLOT0_OFF), buf, sizeof(buf));
+	if (sync) {
+		/*
+		 * The new reservation must be on stable storage before a token
+		 * above the old one is handed out; both slots carry it so that
+		 * whichever survives a crash knows it.
+		 */
+		memcpy(k->map + (idx == 0 ? LK_KSLOT0_OFF : LK_KSLOT1_OFF), buf, sizeof(buf));
+		if (SYS.msync(k->map, LK_KFILE_SIZE, MS_SYNC) < 0) {
+			r = -errno;
+			lk__err_set(err, "cannot sync lock file %s: %s", k->name, strerror(-r));
+			goto unlock;
+		}
+	}
+	if (shared)
+		ofd_unlock(k->fd, 1);
+	*ret_token = tok;
+	return 0;
+unlock:
+	if (shared)
+		ofd_unlock(k->fd, 1);
+	ofd_unlock(k->fd, 0);
+	return r;
+}
+
+static int posix_klock_release(struct lk_bklock *bk, struct lk_err *err)
+{
+	struct posix_klock *k = (struct posix_klock *)bk;
+	int r = ofd_unlock(k->fd, 0);
+
+	if (r < 0)
+		lk__err_set(err, "cannot unlock %s: %s", k->name, strerror(-r));
+	return r;
+}
+
+static void posix_klock_close(struct lk_bklock *bk)
+{
+	struct posix_klock *k = (struct posix_klock *)bk;
+
+	if (!k)
+		return;
+	if (k->map)
+		SYS.munmap(k->map, LK_KFILE_SIZE);
+	if (k->fd >= 0)
+		SYS.close(k->fd);
+	free(k);
+}
+
+static int posix_klock_status(struct lk_bstore *bs, const char *name, struct lk_status *ret,
+			      struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	uint8_t file[LK_KFILE_READ_SIZE];
+	struct flock fl;
+	struct lk__krec rec;
+	struct stat st;
+	int fd, r = 0, idx = -1;
+
+	fd = SYS.openat(ps->dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0);
+	if (fd < 0) {
+		r = -errno;
+		if (r == -ENOENT)
+			return 0; /* never used: free */
+		if (r == -ELOOP) {
+			lk__err_set(err, "lock %s is a symbolic link; refusing to follow it", name);
+			return -EINVAL;
+		}
+		lk__err_set(err, "cannot open lock %s: %s", name, strerror(-r));
+		return r;
+	}
+	if (SYS.fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		lk__err_set(err, "lock %s is not a plain lock file (type or hard links)", name);
+		r = -EINVAL;
+		goto out;
+	}
+	ret->mode = LK_MODE_KERNEL;
+	ret->exists = 1;
+
+	for (int attempt = 0; attempt < 50; attempt++) {
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET;
+		fl.l_start = 0;
+		fl.l_len = 1;
+		if (SYS.fcntl_lock(fd, F_OFD_GETLK, &fl) < 0) {
+			r = -errno;
+			lk__err_set(err, "cannot test lock %s: %s", name, strerror(-r));
+			goto out;
+		}
+		ret->held = fl.l_type != F_UNLCK;
+		ret->shared = fl.l_type == F_RDLCK;
+		if (st.st_size == 0 && !ret->held)
+			goto out; /* being created, never held */
+		memset(file, 0, sizeof(file));
+		if (SYS.pread(fd, file, sizeof(file), 0) < (ssize_t)LK_KFILE_HDR_SIZE ||
+		    lk__kfile_header_check(file, sizeof(file)) < 0) {
+			if (st.st_size == 0) {
+				/* the creator is writing the first page */
+				usleep(1000);
+				SYS.fstat(fd, &st);
+				continue;
+			}
+			lk__err_set(err, "%s/%s is not a lockkit lock file", ps->path, name);
+			r = -EINVAL;
+			goto out;
+		}
+		idx = lk__kfile_pick(file, sizeof(file), &rec);
+		if (idx >= 0 || !ret->held)
+			break;
+		/* held and no valid record yet: a holder may be writing it */
+		usleep(1000);
+	}
+	if (idx >= 0) {
+		ret->token = rec.token;
+		snprintf(ret->holder.owner, sizeof(ret->holder.owner), "%s", rec.owner);
+		snprintf(ret->holder.host, sizeof(ret->holder.host), "%s", rec.host);
+		ret->holder.pid = rec.pid;
+		ret->holder.since_ns = rec.since_ns;
+	} else if (ret->held) {
+		lk__err_set(err, "lock %s is held but its record cannot be read", name);
+		r = -EBADMSG;
+	}
+out:
+	SYS.close(fd);
+	return r;
+}
+
+const struct lk_backend lk__posix_backend = {
+	.version = LK_BACKEND_VERSION,
+	.name = "posix",
+	.scheme = "file",
+	.caps = LK_CAP_KERNEL_LOCKS | LK_CAP_LOCAL,
+	.store_open = posix_store_open,
+	.store_close = posix_store_close,
+	.list = posix_list,
+	.entry = posix_entry,
+	.klock_open = posix_klock_open,
+	.klock_acquire = posix_klock_acquire,
+	.klock_release = posix_klock_release,
+	.klock_close = posix_klock_close,
+	.klock_status = posix_klock_status,
+};

@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lockkit: locks, leases and fencing tokens built on what the filesystem and
+ * the kernel already provide.
+ *
+ * This is the stable public API. Everything returns >= 0 on success and a
+ * negative errno value on failure; errno itself is never used to report
+ * errors. The vocabulary is small:
+ *
+ *   -EWOULDBLOCK  the lock is held by someone else (try acquire)
+ *   -ETIMEDOUT    a timed acquire ran out of time
+ *   -ECANCELED    a blocked acquire was cancelled with lk_lock_cancel()
+ *   -ENOLCK       the handle does not hold the lock
+ *   -EINVAL       bad name, URL, option or a foreign file where a lock lives
+ *   -EOPNOTSUPP   the store or mode cannot do what was asked
+ *   -EPROTONOSUPPORT  a store URL scheme this build does not support
+ *   -ECHILD       the handle was inherited across fork(); it belongs to the
+ *                 parent and refuses to act in the child
+ *   -EBUSY        the handle is in use by another call (see thread rules)
+ *   -EIO, -ENOMEM, -EACCES, -EPERM, -ENOSPC, -EROFS  from the storage
+ *
+ * A human-readable detail of the last failure is kept per handle:
+ * lk_store_errmsg() for store-level calls (including lk_lock_open()),
+ * lk_lock_errmsg() for calls on a lock handle.
+ *
+ * Thread safety:
+ *  - Different handles may be used concurrently from different threads,
+ *    including several lock handles on the same name: they conflict with each
+ *    other exactly as handles in different processes do.
+ *  - A lock handle is used by one thread at a time, with three exceptions that
+ *    any thread may call at any time: lk_lock_cancel(), lk_lock_token() and
+ *    lk_lock_check().
+ *  - A store handle may be shared by threads for lk_lock_open(); its error
+ *    message is then only meaningful to a single caller.
+ *  - lk_lock_close() and lk_store_close() must not race with other calls on
+ *    the same handle. Close every lock before its store.
+ *
+ * Fork: handles remember the process that opened them. In a child created
+ * by fork() every call on an inherited handle fails with -ECHILD, and
+ * lk_lock_close() frees the child's copy without releasing the parent's lock.
+ *
+ * Waiting: a blocking or timed acquire of a kernel-mode lock sleeps in the
+ * kernel (F_OFD_SETLKW) and is woken the moment the lock is released. To end
+ * that sleep on timeout or cancel, lockkit sends the waiting thread a
+ * real-time signal (default SIGRTMAX - 2, chosen by lk_store_opts.wait_signal)
+ * whose handler does nothing. lockkit installs that handler on first use if
+ * the signal's disposition is SIG_DFL, and refuses (-EBUSY) if the program
+ * has its own handler there. The signal is unblocked in the waiting thread
+ * only while it waits.
+ */
+#ifndef LOCKKIT_H
+#define LOCKKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(LK_BUILDING_LIBRARY) && defined(__GNUC__)
+#define LK_API __attribute__((visibility("default")))
+#else
+#define LK_API
+#endif
+
+#define LK_VERSION_MAJOR 0
+#define LK_VERSION_MINOR 1
+#define LK_VERSION_PATCH 0
+#define LK_VERSION_STRING "0.1.0"
+
+/* The version of the library actually linked, as "MAJOR.MINOR.PATCH". */
+LK_API const char *lk_version(void);
+
+struct lk_store;
+struct lk_lock;
+
+/* ------------------------------------------------------------------------
+ * Stores
+ */
+
+/* lk_store_opts.flags */
+#define LK_STORE_NOCREATE (1u << 0) /* fail with -ENOENT if the store is missing */
+#define LK_STORE_RDONLY (1u << 1)   /* observe only: no acquire, nothing created */
+
+struct lk_store_opts {
+	uint32_t size;       /* sizeof(struct lk_store_opts); set by the initializer */
+	uint32_t flags;      /* LK_STORE_* */
+	uint32_t dir_mode;   /* mode for a store directory created by open (0700) */
+	uint32_t file_mode;  /* mode for lock files (0600) */
+	int wait_signal;     /* signal that interrupts a timed wait; 0: SIGRTMAX - 2 */
+};
+
+#define LK_STORE_OPTS_INIT                                                     \
+	{                                                                          \
+		.size = sizeof(struct lk_store_opts), .flags = 0, .dir_mode = 0700,    \
+		.file_mode = 0600, .wait_signal = 0                                    \
+	}
+
+/*
+ * Open a store. url is a directory path ("/run/lockkit", "./locks") or a
+ * file URL ("file:///run/lockkit"). The directory is created if missing,
+ * with opts->dir_mode, unless LK_STORE_NOCREATE or LK_STORE_RDONLY is set.
+ * A world-writable directory without the sticky bit is refused (-EPERM).
+ * nfs:// URLs: -EPROTONOSUPPORT in this version. Other schemes: -EINVAL.
+ * On failure *ret is untouched; lk_store_open_err() also says why.
+ */
+LK_API int lk_store_open(const char *url, const struct lk_store_opts *opts,
+			 struct lk_store **ret);
+
+/*
+ * Like lk_store_open(), but on failure copies a human-readable reason into
+ * errbuf (always NUL-terminated when errlen > 0). A store that failed to open
+ * has no handle to ask lk_store_errmsg() about.
+ */
+LK_API int lk_store_open_err(const char *url, const struct lk_store_opts *opts,
+			     struct lk_store **ret, char *errbuf, size_t errlen);
+
+/* Close a store. NULL is a no-op. All its locks must be closed first. */
+LK_API void lk_store_close(struct lk_store *st);
+
+/* The detail of the last failure on this store handle ("" if none). */
+LK_API const char *lk_store_errmsg(const struct lk_store *st);
+
+/* The directory path the store lives in (borrowed, valid until close). */
+LK_API const char *lk_store_path(const struct lk_store *st);
+
+/* ------------------------------------------------------------------------
+ * Locks
+ */
+
+enum lk_mode {
+	LK_MODE_AUTO = 0,   /* adopt the mode of an existing lock; kernel mode for new names */
+	LK_MODE_KERNEL = 1, /* OFD locks: the kernel arbitrates, a crash frees at once */
+	LK_MODE_LEASE = 2,  /* lease files with a TTL on shared storage (not in this version) */
+};
+
+/* lk_lock_opts.flags */
+#define LK_LOCK_SHARED (1u << 0) /* a shared (read) lock instead of an exclusive one */
+
+#define LK_OWNER_MAX 63 /* longest owner label kept, in bytes */
+
+struct lk_lock_opts {
+	uint32_t size;       /* sizeof(struct lk_lock_opts); set by the initializer */
+	uint32_t flags;      /* LK_LOCK_* */
+	enum lk_mode mode;   /* LK_MODE_* */
+	const char *owner;   /* label shown to others (NULL: the program's name) */
+};
+
+#define LK_LOCK_OPTS_INIT                                                      \
+	{                                                                          \
+		.size = sizeof(struct lk_lock_opts), .flags = 0,                       \
+		.mode = LK_MODE_AUTO, .owner = NULL                                    \
+	}
+
+/*
+ * Open a handle on lock NAME in the store. Names are 1 to 255 characters
+ * from [A-Za-z0-9._-] and do not start with '.'; anything else is -EINVAL.
+ * The lock's file is created if missing (not on a read-only store). A lock
+ * entry that is a symlink, not a regular file, has other hard links or does
+ * not carry lockkit's header is refused with -EINVAL and a message. Opening
+ * does not acquire.
+ */
+LK_API int lk_lock_open(struct lk_store *st, const char *name,
+			const struct lk_lock_opts *opts, struct lk_lock **ret);
+
+/*
+ * Acquire. timeout_ms < 0 waits for ever, 0 tries once (-EWOULDBLOCK when
+ * held elsewhere), > 0 waits at most that long (-ETIMEDOUT). Acquiring a
+ * handle that already holds the lock is -EBUSY. On success the hold has a
+ * fencing token (lk_lock_token()) strictly greater than that of every
+ * earlier acquisition of this lock, exclusive or shared, across crashes and
+ * reboots.
+ */
+LK_API int lk_lock_acquire(struct lk_lock *lk, int64_t timeout_ms);
+
+/* Release. -ENOLCK if this handle does not hold the lock. */
+LK_API int lk_lock_release(struct lk_lock *lk);
+
+/* Interrupt a blocked lk_lock_acquire() on this handle from another thread:
+ * it returns -ECANCELED. Returns 0 once that acquire has returned, or at once
+ * when no acquire is waiting. */
+LK_API int lk_lock_cancel(struct lk_lock *lk);
+
+/* Token of the current hold, 0 when not held. */
+LK_API uint64_t lk_lock_token(const struct lk_lock *lk);
+
+/* 0 while held; -ENOLCK when not held; -ECHILD in a forked child. */
+LK_API int lk_lock_check(struct lk_lock *lk);
+
+/* Close the handle, releasing the lock if held. NULL is a no-op. */
+LK_API void lk_lock_close(struct lk_lock *lk);
+
+/* The detail of the last failure on this lock handle ("" if none). */
+LK_API const char *lk_lock_errmsg(const struct lk_lock *lk);
+
+/* The mode this handle resolved to (never LK_MODE_AUTO after open). */
+LK_API enum lk_mode lk_lock_mode(const struct lk_lock *lk);
+
+/* ------------------------------------------------------------------------
+ * Observing without acquiring
+ */
+
+struct lk_holder {
+	char owner[LK_OWNER_MAX + 1];
+	char host[64];
+	int32_t pid;
+	int64_t since_ns; /* acquisition time, CLOCK_REALTIME ns (for humans only) */
+};
+
+struct lk_status {
+	uint32_t size;       /* sizeof(struct lk_status); the caller sets it */
+	enum lk_mode mode;   /* LK_MODE_KERNEL or LK_MODE_LEASE; AUTO if never used */
+	int held;            /* 1 when held by anyone */
+	int shared;          /* 1 when held in shared mode */
+	int exists;          /* 1 when the name has ever been used in this store */
+	uint64_t token;      /* token of the current hold, or of the last one when free */
+	struct lk_holder holder; /* the (latest) holder; valid when token != 0 */
+};
+
+/*
+ * Report whether NAME is held, by whom and with which token, without
+ * acquiring it and without creating anything. A name never used is reported
+ * free with exists == 0. A lock whose record cannot be read (corrupted or
+ * being written) is retried; if it stays unreadable the call fails with
+ * -EBADMSG rather than reporting anything it cannot prove.
+ */
+LK_API int lk_lock_status(struct lk_store *st, const char *name, struct lk_status *ret);
+
+/*
+ * Call fn once for every lock entry in the store, in name order, with its
+ * name. A non-zero return from fn stops the walk and is returned. Entries
+ * that are not valid lock names are skipped.
+ */
+typedef int (*lk_list_fn)(const char *name, void *userdata);
+LK_API int lk_store_list(struct lk_store *st, lk_list_fn fn, void *userdata);
+
+/* ------------------------------------------------------------------------
+ * Helpers shared with tools
+ */
+
+/* A static description of a (negative or positive) errno value. Never NULL. */
+LK_API const char *lk_strerror(int err);
+
+/* 0 if name is a valid lock name, -EINVAL otherwise. */
+LK_API int lk_name_valid(const char *name);
+
+/*
+ * Parse a duration: "250ms", "10s", "2m", "1h", "1500us" or a bare number of
+ * seconds with an optional fraction ("0.5"). Writes milliseconds, rounded up
+ * to a whole millisecond. -EINVAL on anything else, -ERANGE on overflow.
+ */
+LK_API int lk_parse_duration_ms(const char *s, uint64_t *ret_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LOCKKIT_H */

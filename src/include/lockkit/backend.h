@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lockkit storage backends: the interface between the core (lock handles,
+ * tokens, the lease protocol) and a kind of storage (a local or mounted
+ * directory, an NFS export reached through libnfs, memory for tests).
+ *
+ * This header is for backend authors. Unlike lockkit.h it may change between
+ * minor versions; a backend states the LK_BACKEND_VERSION it was built for and
+ * the core refuses one built for another.
+ *
+ * A backend is a static const struct lk_backend. Each backend's store and lock
+ * objects embed struct lk_bstore / struct lk_bklock as their first member, so
+ * the core passes the base pointer and the backend casts it back. Optional
+ * operations may be NULL; the core then returns -EOPNOTSUPP with a message.
+ * Capability bits tell the core what a backend can do, so no call site needs
+ * an #ifdef.
+ *
+ * Every operation returns >= 0 or -errno, and may write a one-line reason
+ * into the struct lk_err it is given.
+ */
+#ifndef LOCKKIT_BACKEND_H
+#define LOCKKIT_BACKEND_H
+
+#include <lockkit.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LK_BACKEND_VERSION 1
+
+/* Capability bits */
+#define LK_CAP_KERNEL_LOCKS (1u << 0) /* kernel-arbitrated locks (OFD) */
+#define LK_CAP_LEASE (1u << 1)        /* the namespace operations lease mode needs */
+#define LK_CAP_LOCAL (1u << 2)        /* storage is on this host only */
+
+struct lk_err {
+	char msg[256];
+};
+
+/* What a holder writes about itself into a lock's record. */
+struct lk_holder_info {
+	const char *owner;     /* label, at most LK_OWNER_MAX bytes are kept */
+	const char *host;      /* host name */
+	const uint8_t *boot_id; /* 16 bytes: this kernel's boot id */
+	int32_t pid;
+};
+
+struct lk_backend;
+
+struct lk_bstore {
+	const struct lk_backend *be;
+};
+
+struct lk_bklock {
+	struct lk_bstore *bs;
+};
+
+/* Parsed store location handed to a backend's store_open. */
+struct lk_url {
+	const char *scheme; /* "file", "nfs" */
+	const char *path;   /* decoded path */
+	const char *host;   /* NULL for file */
+	const char *query;  /* raw query string or NULL */
+};
+
+/* What is stored under a name, as far as the backend can tell. */
+enum lk_entry {
+	LK_ENTRY_NONE = 0,   /* nothing: the name was never used */
+	LK_ENTRY_KERNEL = 1, /* a kernel-mode lock file */
+	LK_ENTRY_LEASE = 2,  /* a lease-mode lock directory */
+};
+
+/* Waiting: how a blocking call is bounded and interrupted. */
+struct lk__waiter;
+
+struct lk_backend {
+	uint32_t version; /* LK_BACKEND_VERSION */
+	const char *name;
+	const char *scheme;
+	uint32_t caps;
+
+	int (*store_open)(const struct lk_url *url, const struct lk_store_opts *opts,
+			  struct lk_bstore **ret, struct lk_err *err);
+	void (*store_close)(struct lk_bstore *bs);
+	/* Call fn for every lock entry (name order is the core's job). */
+	int (*list)(struct lk_bstore *bs, lk_list_fn fn, void *userdata, struct lk_err *err);
+	/* What is stored under name (>= 0 is an enum lk_entry). */
+	int (*entry)(struct lk_bstore *bs, const char *name, struct lk_err *err);
+
+	/* Kernel-mode locks (LK_CAP_KERNEL_LOCKS). */
+	int (*klock_open)(struct lk_bstore *bs, const char *name, struct lk_bklock **ret,
+			  struct lk_err *err);
+	/*
+	 * Acquire; shared selects a read lock. timeout_ms as for lk_lock_acquire().
+	 * waiter is the handle's waiting state, which the backend uses to sleep
+	 * interruptibly (see src/wait.h). On success the backend has recorded the
+	 * holder and returns the new token in *ret_token.
+	 */
+	int (*klock_acquire)(struct lk_bklock *k, int shared, int64_t timeout_ms,
+			     const struct lk_holder_info *who, struct lk__waiter *waiter,
+			     uint64_t *ret_token, struct lk_err *err);
+	int (*klock_release)(struct lk_bklock *k, struct lk_err *err);
+	void (*klock_close)(struct lk_bklock *k);
+	int (*klock_status)(struct lk_bstore *bs, const char *name, struct lk_status *ret,
+			    struct lk_err *err);
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LOCKKIT_BACKEND_H */

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Kernel-mode lock files: encoding, validation, and the token rule.
+ *
+ * A lock file is one 4 KiB page: a fixed header (magic, format, layout) and
+ * two 256-byte record slots in different 512-byte sectors. A holder writes the
+ * slot that is not current, with a higher sequence number, so a writer killed
+ * half-way through (the record is written through a shared mapping, and
+ * SIGKILL can land mid-copy) or a torn sector after power loss only damages
+ * the slot being written; the other one still holds the previous, valid
+ * record. Every slot carries a CRC-32C and is ignored when it does not match.
+ *
+ * Tokens must increase across crashes, reboots and power loss without an
+ * fsync per acquisition. The record keeps the last token and a reservation
+ * R that is on stable storage: every token handed out is <= R. While the
+ * boot id recorded with R is the current one, tokens are the last token + 1
+ * (page cache only); when the next token would pass R, or the boot id differs
+ * (the machine restarted, so unsynced tokens may be lost), a new reservation
+ * is synced first and counting continues above the old R. The cost is one
+ * sync per LK_TOKEN_CHUNK acquisitions and one per boot.
+ *
+ * A file with no valid record (new, or both slots damaged) starts above twice
+ * the wall clock in microseconds. That keeps tokens increasing on stores that
+ * a reboot empties (tmpfs such as /run) and for lock files that were deleted
+ * and created again, as long as the wall clock has not gone back by more than
+ * the time between the two lives of the file; docs/protocol.md says so.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+#include "krecord.h"
+
+static const uint8_t kfile_magic[8] = { 'l', 'o', 'c', 'k', 'k', 'i', 't', 0 };
+#define KREC_MAGIC 0x31524b4cu /* "LKR1" */
+#define KFILE_FORMAT 1u
+#define KFILE_KIND_KERNEL 1u
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+void lk__kfile_header_encode(uint8_t hdr[LK_KFILE_HDR_SIZE])
+{
+	memset(hdr, 0, LK_KFILE_HDR_SIZE);
+	memcpy(hdr, kfile_magic, 8);
+	put16(hdr + 8, KFILE_FORMAT);
+	put16(hdr + 10, KFILE_KIND_KERNEL);
+	put32(hdr + 12, LK_KFILE_SIZE);
+	put32(hdr + 16, LK_KSLOT0_OFF);
+	put32(hdr + 20, LK_KSLOT1_OFF);
+	put32(hdr + 24, LK_KSLOT_SIZE);
+	put32(hdr + 60, lk__crc32c(0, hdr, 60));
+}
+
+int lk__kfile_header_check(const uint8_t *hdr, size_t len)
+{
+	if (len < LK_KFILE_HDR_SIZE || memcmp(hdr, kfile_magic, 8))
+		return -EINVAL;
+	if (get32(hdr + 60) != lk__crc32c(0, hdr, 60))
+		return -EINVAL;
+	if (get16(hdr + 8) != KFILE_FORMAT || get16(hdr + 10) != KFILE_KIND_KERNEL ||
+	    get32(hdr + 12) != LK_KFILE_SIZE || get32(hdr + 16) != LK_KSLOT0_OFF ||
+	    get32(hdr + 20) != LK_KSLOT1_OFF || get32(hdr + 24) != LK_KSLOT_SIZE)
+		return -EINVAL;
+	return 0;
+}
+
+/* Copy a label into a fixed field, NUL-padded, cut at a UTF-8 boundary. */
+static void put_str(uint8_t *dst, size_t cap, const char *s)
+{
+	size_t n = s ? strnlen(s, cap - 1) : 0;
+
+	while (n > 0 && n == cap - 1 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	memset(dst, 0, cap);
+	memcpy(dst, s ? s : "", n);
+}
+
+static void get_str(char *dst, size_t cap, const uint8_t *src)
+{
+	size_t n = strnlen((const char *)src, cap - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = 0;
+	/* the field is shown to humans: keep it printable */
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)dst[i] < 0x20 || dst[i] == 0x7f)
+			dst[i] = '?';
+}
+
+void lk__krec_encode(const struct lk__krec *r, uint8_t out[LK_KSLOT_SIZE])
+{
+	memset(out, 0, LK_KSLOT_SIZE);
+	put32(out + 0, KREC_MAGIC);
+	put16(out + 4, 1);
+	put16(out + 6, LK_KSLOT_SIZE);
+	put64(out + 8, r->seq);
+	put64(out + 16, r->token);
+	put64(out + 24, r->reserved);
+	memcpy(out + 32, r->boot_id, 16);
+	put64(out + 48, (uint64_t)r->since_ns);
+	put32(out + 56, (uint32_t)r->pid);
+	out[60] = r->shared ? 1 : 0;
+	put_str(out + 64, 64, r->host);
+	put_str(out + 128, 64, r->owner);
+	put32(out + 252, lk__crc32c(0, out, 252));
+}
+
+int lk__krec_decode(const uint8_t *in, size_t len, struct lk__krec *ret)
+{
+	if (len < LK_KSLOT_SIZE)
+		return -EBADMSG;
+	if (get32(in) != KREC_MAGIC || get16(in + 4) != 1 || get16(in + 6) != LK_KSLOT_SIZE)
+		return -EBADMSG;
+	if (get32(in + 252) != lk__crc32c(0, in, 252))
+		return -EBADMSG;
+	ret->seq = get64(in + 8);
+	ret->token = get64(in + 16);
+	ret->reserved = get64(in + 24);
+	memcpy(ret->boot_id, in + 32, 16);
+	ret->since_ns = (int64_t)get64(in + 48);
+	ret->pid = (int32_t)get32(in + 56);
+	ret->shared = in[60] & 1;
+	get_str(ret->host, sizeof(ret->host), in + 64);
+	get_str(ret->owner, sizeof(ret->owner), in + 128);
+	if (ret->token > ret->reserved || ret->reserved >= LK_TOKEN_LIMIT)
+		return -EBADMSG;
+	return 0;
+}
+
+int lk__kfile_pick(const uint8_t *file, size_t len, struct lk__krec *ret)
+{
+	struct lk__krec a, b;
+	int va, vb;
+
+	if (len < LK_KFILE_READ_SIZE)
+		return -EBADMSG;
+	va = lk__krec_decode(file + LK_KSLOT0_OFF, LK_KSLOT_SIZE, &a) == 0;
+	vb = lk__krec_decode(file + LK_KSLOT1_OFF, LK_KSLOT_SIZE, &b) == 0;
+	if (va && (!vb || a.seq >= b.seq)) {
+		*ret = a;
+		return 0;
+	}
+	if (vb) {
+		*ret = b;
+		return 1;
+	}
+	return -EBADMSG;
+}
+
+uint64_t lk__ktoken_seed(int64_t now_ns)
+{
+	if (now_ns < 0)
+		now_ns = 0;
+	return (uint64_t)(now_ns / 1000) * 2;
+}
+
+int lk__ktoken_next(const struct lk__krec *cur, const uint8_t boot_id[16], int64_t now_ns,
+		    uint64_t *ret_token, uint64_t *ret_reserved, int *ret_sync)
+{
+	uint64_t tok, res;
+	int sync = 0;
+
+	if (!cur) {
+		tok = lk__ktoken_seed(now_ns) + 1;
+		res = 0;
+		sync = 1;
+	} else {
+		tok = cur->token + 1;
+		res = cur->reserved;
+		if (memcmp(cur->boot_id, boot_id, 16)) {
+			/* tokens above token may have been handed out and lost */
+			tok = cur->reserved + 1;
+			sync = 1;
+		}
+	}
+	if (tok > res)
+		sync = 1;
+	if (sync)
+		res = tok + LK_TOKEN_CHUNK;
+	if (res >= LK_TOKEN_LIMIT) {
+		res = LK_TOKEN_LIMIT - 1;
+		if (tok > res)
+			return -EOVERFLOW;
+	}
+	*ret_token = tok;
+	*ret_reserved = res;
+	*ret_sync = sync;
+	return 0;
+}

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Lock handles: validate, resolve the mode of a name, and hand the work to
+ * the store's backend. The acquire fast path lives here and in the backend;
+ * it must stay at one syscall beyond the lock itself (see tools/bench_lock.c),
+ * so nothing here touches the kernel: the fork check reads a page the kernel
+ * wipes in children, and the holder's identity was gathered at open.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int opts_check(const struct lk_lock_opts *o, struct lk_err *err)
+{
+	if (o->size < sizeof(struct lk_lock_opts) || o->size > 4096) {
+		lk__err_set(err, "lk_lock_opts.size is %u; initialise with LK_LOCK_OPTS_INIT",
+			    o->size);
+		return -EINVAL;
+	}
+	if (o->flags & ~LK_LOCK_SHARED) {
+		lk__err_set(err, "unknown lock flags 0x%x", o->flags & ~LK_LOCK_SHARED);
+		return -EINVAL;
+	}
+	if (o->mode != LK_MODE_AUTO && o->mode != LK_MODE_KERNEL && o->mode != LK_MODE_LEASE) {
+		lk__err_set(err, "unknown lock mode %d", (int)o->mode);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+LK_API int lk_lock_open(struct lk_store *st, const char *name, const struct lk_lock_opts *opts,
+			struct lk_lock **ret)
+{
+	static const struct lk_lock_opts defaults = LK_LOCK_OPTS_INIT;
+	struct lk_err err = { "" };
+	struct lk_lock *lk = NULL;
+	enum lk_mode mode;
+	int r, entry;
+
+	if (!st || !ret)
+		return -EINVAL;
+	if (!lk__forkguard_ok(&st->fg)) {
+		lk__err_set(&err, "store handle was inherited across fork(); open a new one");
+		r = -ECHILD;
+		goto fail;
+	}
+	if (!opts)
+		opts = &defaults;
+	r = opts_check(opts, &err);
+	if (r < 0)
+		goto fail;
+	if (lk_name_valid(name) < 0) {
+		lk__err_set(&err,
+			    "invalid lock name '%.64s': use 1-255 of [A-Za-z0-9._-], not starting with '.'",
+			    name ? name : "(null)");
+		r = -EINVAL;
+		goto fail;
+	}
+
+	entry = st->be->entry(st->bs, name, &err);
+	if (entry < 0) {
+		r = entry;
+		goto fail;
+	}
+	mode = opts->mode;
+	if (mode == LK_MODE_AUTO)
+		mode = entry == LK_ENTRY_LEASE ? LK_MODE_LEASE : LK_MODE_KERNEL;
+	if (mode == LK_MODE_KERNEL && entry == LK_ENTRY_LEASE) {
+		lk__err_set(&err, "lock %s is a lease-mode lock; it cannot be used in kernel mode",
+			    name);
+		r = -EINVAL;
+		goto fail;
+	}
+	if (mode == LK_MODE_LEASE && entry == LK_ENTRY_KERNEL) {
+		lk__err_set(&err, "lock %s is a kernel-mode lock; it cannot be used in lease mode",
+			    name);
+		r = -EINVAL;
+		goto fail;
+	}
+	if (mode == LK_MODE_LEASE) {
+		lk__err_set(&err, "lease mode is not available in this version of lockkit");
+		r = -EOPNOTSUPP;
+		goto fail;
+	}
+	if (!(st->be->caps & LK_CAP_KERNEL_LOCKS) || !st->be->klock_open) {
+		lk__err_set(&err, "the %s backend has no kernel-mode locks", st->be->name);
+		r = -EOPNOTSUPP;
+		goto fail;
+	}
+
+	lk = calloc(1, sizeof(*lk));
+	if (!lk) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = lk__waiter_init(&lk->waiter, st->opts.wait_signal);
+	if (r < 0)
+		goto fail_free;
+	lk->st = st;
+	lk->mode = mode;
+	lk->flags = opts->flags;
+	snprintf(lk->name, sizeof(lk->name), "%s", name);
+	snprintf(lk->owner, sizeof(lk->owner), "%s",
+		 opts->owner ? opts->owner : program_invocation_short_name);
+	r = st->be->klock_open(st->bs, name, &lk->bk, &err);
+	if (r < 0)
+		goto fail_waiter;
+	*ret = lk;
+	return 0;
+
+fail_waiter:
+	lk__waiter_destroy(&lk->waiter);
+fail_free:
+	free(lk);
+fail:
+	lk__msg_set(st->errmsg, sizeof(st->errmsg), "%s", err.msg[0] ? err.msg : lk_strerror(r));
+	return r;
+}
+
+static int lock_fail(struct lk_lock *lk, const struct lk_err *e, int r)
+{
+	if (e && e->msg[0])
+		lk__msg_set(lk->errmsg, sizeof(lk->errmsg), "%s", e->msg);
+	else
+		lk__msg_set(lk->errmsg, sizeof(lk->errmsg), "lock %s: %s", lk->name,
+			    lk_strerror(r));
+	return r;
+}
+
+LK_API int lk_lock_acquire(struct lk_lock *lk, int64_t timeout_ms)
+{
+	struct lk_store *st;
+	struct lk_holder_info who;
+	struct lk_err err;
+	uint64_t tok;
+	int r;
+
+	if (!lk)
+		return -EINVAL;
+	st = lk->st;
+	if (!lk__forkguard_ok(&st->fg))
+		return lock_fail(lk, NULL, -ECHILD);
+	if (atomic_load_explicit(&lk->token, memory_order_relaxed))
+		return lock_fail(lk, NULL, -EBUSY);
+
+	who.owner = lk->owner;
+	who.host = st->host;
+	who.boot_id = st->boot_id;
+	who.pid = st->fg.pid;
+	err.msg[0] = 0;
+	r = st->be->klock_acquire(lk->bk, !!(lk->flags & LK_LOCK_SHARED), timeout_ms, &who,
+				  &lk->waiter, &tok, &err);
+	if (r < 0) {
+		if (r == -EALREADY)
+			r = -EBUSY; /* another thread is already waiting on this handle */
+		return lock_fail(lk, &err, r);
+	}
+	atomic_store_explicit(&lk->token, tok, memory_order_release);
+	return 0;
+}
+
+LK_API int lk_lock_release(struct lk_lock *lk)
+{
+	struct lk_err err;
+	int r;
+
+	if (!lk)
+		return -EINVAL;
+	if (!lk__forkguard_ok(&lk->st->fg))
+		return lock_fail(lk, NULL, -ECHILD);
+	if (!atomic_load_explicit(&lk->token, memory_order_relaxed))
+		return lock_fail(lk, NULL, -ENOLCK);
+	err.msg[0] = 0;
+	r = lk->st->be->klock_release(lk->bk, &err);
+	if (r < 0)
+		return lock_fail(lk, &err, r);
+	atomic_store_explicit(&lk->token, 0, memory_order_release);
+	return 0;
+}
+
+LK_API int lk_lock_cancel(struct lk_lock *lk)
+{
+	if (!lk)
+		return -EINVAL;
+	if (!lk__forkguard_ok(&lk->st->fg))
+		return -ECHILD;
+	return lk__wait_cancel(&lk->waiter);
+}
+
+LK_API uint64_t lk_lock_token(const struct lk_lock *lk)
+{
+	if (!lk || !lk__forkguard_ok(&lk->st->fg))
+		return 0;
+	return atomic_load_explicit(&((struct lk_lock *)lk)->token, memory_order_acquire);
+}
+
+LK_API int lk_lock_check(struct lk_lock *lk)
+{
+	if (!lk)
+		return -EINVAL;
+	if (!lk__forkguard_ok(&lk->st->fg))
+		return -ECHILD;
+	return atomic_load_explicit(&lk->token, memory_order_acquire) ? 0 : -ENOLCK;
+}
+
+LK_API void lk_lock_close(struct lk_lock *lk)
+{
+	if (!lk)
+		return;
+	/*
+	 * In a forked child the OFD lock is shared with the parent: unlocking
+	 * here would release the parent's hold. Only free the child's copy;
+	 * closing its descriptor leaves the parent's open file description, and
+	 * with it the lock, in place.
+	 */
+	if (lk__forkguard_ok(&lk->st->fg) && atomic_load(&lk->token))
+		lk->st->be->klock_release(lk->bk, NULL);
+	lk->st->be->klock_close(lk->bk);
+	lk__waiter_destroy(&lk->waiter);
+	free(lk);
+}
+
+LK_API const char *lk_lock_errmsg(const struct lk_lock *lk)
+{
+	return lk ? lk->errmsg : "";
+}
+
+LK_API enum lk_mode lk_lock_mode(const struct lk_lock *lk)
+{
+	return lk ? lk->mode : LK_MODE_AUTO;
+}

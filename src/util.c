@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Small pure helpers: lock names, durations, store URLs, error text, and the
+ * host facts (boot id, host name, fork detection) that records carry.
+ *
+ * Parsers here see untrusted input from command lines and configuration, so
+ * each one checks lengths before copying and rejects rather than guesses.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+LK_API const char *lk_version(void)
+{
+	return LK_VERSION_STRING;
+}
+
+void lk__msg_set(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
+
+void lk__err_set(struct lk_err *e, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!e)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+}
+
+LK_API int lk_name_valid(const char *name)
+{
+	size_t n;
+
+	if (!name || !name[0] || name[0] == '.')
+		return -EINVAL;
+	for (n = 0; name[n]; n++) {
+		unsigned char c = (unsigned char)name[n];
+
+		if (n >= LK_NAME_MAX)
+			return -EINVAL;
+		if (!(isascii(c) && (isalnum(c) || c == '.' || c == '_' || c == '-')))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+LK_API int lk_parse_duration_ms(const char *s, uint64_t *ret_ms)
+{
+	uint64_t whole = 0, frac = 0, fscale = 1, unit_us;
+	const char *p = s;
+	int digits = 0;
+	unsigned __int128 us;
+
+	if (!s)
+		return -EINVAL;
+	while (*p >= '0' && *p <= '9') {
+		if (whole > (UINT64_MAX - 9) / 10)
+			return -ERANGE;
+		whole = whole * 10 + (uint64_t)(*p - '0');
+		p++;
+		digits++;
+	}
+	if (*p == '.') {
+		p++;
+		while (*p >= '0' && *p <= '9') {
+			/* Digits past nanosecond precision of a second cannot matter. */
+			if (fscale < 1000000000000ull) {
+				frac = frac * 10 + (uint64_t)(*p - '0');
+				fscale *= 10;
+			}
+			p++;
+			digits++;
+		}
+	}
+	if (!digits)
+		return -EINVAL;
+	if (!*p || !strcmp(p, "s"))
+		unit_us = 1000000;
+	else if (!strcmp(p, "ms"))
+		unit_us = 1000;
+	else if (!strcmp(p, "us"))
+		unit_us = 1;
+	else if (!strcmp(p, "m"))
+		unit_us = 60000000;
+	else if (!strcmp(p, "h"))
+		unit_us = 3600000000ull;
+	else
+		return -EINVAL;
+
+	us = (unsigned __int128)whole * unit_us;
+	/* round the fraction up so that "0.0001s" is not 0 */
+	us += ((unsigned __int128)frac * unit_us + fscale - 1) / fscale;
+	us = (us + 999) / 1000;
+	if (us > INT64_MAX)
+		return -ERANGE;
+	*ret_ms = (uint64_t)us;
+	return 0;
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decode src[0..n) into dst (size dstlen); NUL bytes are refused. */
+static int pct_decode(char *dst, size_t dstlen, const char *src, size_t n)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int c = (unsigned char)src[i];
+
+		if (c == '%') {
+			int h, l;
+
+			if (i + 2 >= n)
+				return -EINVAL;
+			h = hexval((unsigned char)src[i + 1]);
+			l = hexval((unsigned char)src[i + 2]);
+			if (h < 0 || l < 0)
+				return -EINVAL;
+			c = h * 16 + l;
+			if (c == 0)
+				return -EINVAL;
+			i += 2;
+		}
+		if (o + 1 >= dstlen)
+			return -ENAMETOOLONG;
+		dst[o++] = (char)c;
+	}
+	dst[o] = 0;
+	return 0;
+}
+
+int lk__url_parse(const char *s, struct lk__url_buf *ret, struct lk_err *err)
+{
+	const char *colon, *rest;
+	size_t n;
+
+	memset(&ret->url, 0, sizeof(ret->url));
+	if (!s || !*s) {
+		lk__err_set(err, "empty store location");
+		return -EINVAL;
+	}
+	n = strlen(s);
+	if (n >= sizeof(ret->buf) - 64) {
+		lk__err_set(err, "store location is too long");
+		return -ENAMETOOLONG;
+	}
+	colon = strstr(s, "://");
+	if (!colon || strchr(s, '/') < colon) {
+		/* a plain path */
+		memcpy(ret->buf, s, n + 1);
+		ret->url.scheme = "file";
+		ret->url.path = ret->buf;
+		return 0;
+	}
+	for (const char *p = s; p < colon; p++) {
+		if (!(isalnum((unsigned char)*p) || *p == '+' || *p == '-' || *p == '.')) {
+			lk__err_set(err, "malformed store URL '%s'", s);
+			return -EINVAL;
+		}
+	}
+	rest = colon + 3;
+	if ((size_t)(colon - s) == 4 && !strncasecmp(s, "file", 4)) {
+		const char *slash = strchr(rest, '/');
+		int r;
+
+		if (!slash) {
+			lk__err_set(err, "file URL '%s' has no path", s);
+			return -EINVAL;
+		}
+		if (slash != rest && !((size_t)(slash - rest) == 9 && !strncasecmp(rest, "localhost", 9))) {
+			lk__err_set(err, "file URL '%s' names a host; only local paths are supported", s);
+			return -EINVAL;
+		}
+		if (strpbrk(slash, "?#")) {
+			lk__err_set(err, "file URL '%s' has a query or fragment, which means nothing here", s);
+			return -EINVAL;
+		}
+		r = pct_decode(ret->buf, sizeof(ret->buf), slash, strlen(slash));
+		if (r < 0) {
+			lk__err_set(err, "file URL '%s' has a bad %%-escape", s);
+			return r;
+		}
+		ret->url.scheme = "file";
+		ret->url.path = ret->buf;
+		return 0;
+	}
+	if ((size_t)(colon - s) == 3 && !strncasecmp(s, "nfs", 3)) {
+		lk__err_set(err, "nfs:// stores are not supported by this build of lockkit");
+		return -EPROTONOSUPPORT;
+	}
+	lk__err_set(err, "unknown store URL scheme '%.*s' (use a path, file:// or nfs://)",
+		    (int)(colon - s), s);
+	return -EINVAL;
+}
+
+LK_API const char *lk_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+	switch (err) {
+	case 0:
+		return "success";
+	case EWOULDBLOCK:
+		return "lock is held by another owner";
+	case ETIMEDOUT:
+		return "timed out waiting for the lock";
+	case ECANCELED:
+		return "wait was cancelled";
+	case ENOLCK:
+		return "lock is not held by this handle";
+	case EINVAL:
+		return "invalid argument";
+	case EOPNOTSUPP:
+		return "operation not supported by this store or mode";
+	case EPROTONOSUPPORT:
+		return "store URL scheme not supported";
+	case ECHILD:
+		return "handle belongs to the parent process (inherited across fork)";
+	case EBUSY:
+		return "handle or resource busy";
+	case EBADMSG:
+		return "lock record is corrupted";
+	case EIO:
+		return "input/output error";
+	case ENOMEM:
+		return "out of memory";
+	case EACCES:
+		return "permission denied";
+	case EPERM:
+		return "operation not permitted";
+	case ENOSPC:
+		return "no space left on the store";
+	case EROFS:
+		return "store is read-only";
+	case ENOENT:
+		return "no such store or lock";
+	case ENOTDIR:
+		return "store path is not a directory";
+	case ENAMETOOLONG:
+		return "name too long";
+	case ERANGE:
+		return "value out of range";
+	case EOVERFLOW:
+		return "token space exhausted";
+	case ELOOP:
+		return "refusing to follow a symbolic link";
+	default:
+		return "unknown error";
+	}
+}
+
+int lk__read_boot_id(uint8_t ret[16])
+{
+	char buf[64];
+	int fd, o = 0;
+	ssize_t n;
+
+	memset(ret, 0, 16);
+	fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = 0;
+	for (int i = 0; buf[i] && o < 32; i++) {
+		int v = hexval((unsigned char)buf[i]);
+
+		if (v < 0)
+			continue;
+		ret[o / 2] = (uint8_t)(ret[o / 2] | (o % 2 ? v : v << 4));
+		o++;
+	}
+	return o == 32 ? 0 : -EIO;
+}
+
+void lk__hostname(char *buf, size_t len)
+{
+	struct utsname u;
+
+	if (uname(&u) == 0)
+		snprintf(buf, len, "%s", u.nodename);
+	else
+		snprintf(buf, len, "unknown");
+}
+
+int lk__forkguard_init(struct lk__forkguard *fg)
+{
+	void *p;
+
+	fg->pid = getpid();
+	fg->page = NULL;
+	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return 0;
+	if (madvise(p, 4096, MADV_WIPEONFORK) < 0) {
+		munmap(p, 4096);
+		return 0;
+	}
+	fg->page = p;
+	*fg->page = 1;
+	return 0;
+}
+
+void lk__forkguard_free(struct lk__forkguard *fg)
+{
+	if (fg->page)
+		munmap((void *)fg->page, 4096);
+	fg->page = NULL;
+}
+
+int lk__forkguard_ok(const struct lk__forkguard *fg)
+{
+	if (fg->page)
+		return *fg->page == 1;
+	return getpid() == fg->pid;
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef LOCKCTL_H
+#define LOCKCTL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lockkit.h"
+
+/* Exit statuses (sysexits.h values where one fits). */
+#define EXIT_USAGE 64
+#define EXIT_UNAVAILABLE 69
+#define EXIT_INTERNAL 70
+#define EXIT_IOERR 74
+#define EXIT_LOST 75
+#define EXIT_NOEXEC 126
+#define EXIT_NOTFOUND 127
+
+struct ctx {
+	const char *store;   /* as given or defaulted */
+	int store_is_default;
+	int verbose;
+};
+
+/* util.c */
+void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void errline(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int exit_for_store_error(int err);
+int exit_for_lock_error(int err);
+/* Open the store; for read-only commands a missing store is not an error
+ * (*ret = NULL, returns 0). Prints the reason and returns an exit status on
+ * failure. */
+int open_store(struct ctx *c, int readonly, struct lk_store **ret);
+void json_str(FILE *f, const char *s);
+void fmt_rfc3339(char *buf, size_t len, int64_t ns);
+int parse_duration_arg(const char *opt, const char *arg, uint64_t *ret_ms);
+int want_help(int argc, char **argv);
+
+/* commands */
+int cmd_run(struct ctx *c, int argc, char **argv);
+int cmd_status(struct ctx *c, int argc, char **argv);
+int cmd_ls(struct ctx *c, int argc, char **argv);
+
+extern const char *const usage_run;
+extern const char *const usage_status;
+extern const char *const usage_ls;
+
+#endif

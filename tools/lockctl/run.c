@@ -1,0 +1,827 @@
+// SPDX-License-Identifier: MIT
+/*
+ * lockctl run: run a command while holding a lock, and make sure the command
+ * and everything it started are dead before the lock can be taken by anyone
+ * else, even when lockctl itself is SIGKILLed.
+ *
+ * flock(1) cannot promise that: the kernel drops a lock while the dying
+ * holder closes its files, so a SIGKILLed flock(1) frees the lock while its
+ * command runs on. A parent-death signal does not close the gap either: it
+ * is sent after the lock is already gone, and only to the direct child.
+ *
+ * So three processes take part:
+ *
+ *   lockctl (L)      takes the lock, forwards signals, handles the terminal,
+ *    |               and releases the lock only after G has exited.
+ *    +- guardian (G) shares L's open file description of the lock file, so
+ *        |           the lock stays held while G lives. G is a child subreaper:
+ *        |           every orphaned descendant of the command is re-parented
+ *        |           to it. When the command exits, or when L dies (G sees the
+ *        |           end of a pipe only L holds), G kills the command's
+ *        |           process group and then every child it still has until
+ *        |           none is left, and only then exits.
+ *        +- COMMAND  in its own process group (the terminal's foreground
+ *                    group when lockctl runs in the foreground of one); it
+ *                    does not inherit the lock's descriptor.
+ *
+ * If G is killed, L (also a subreaper) does the same clean-up before it
+ * releases. Only killing L and G together can leave the command running
+ * unlocked; the command then gets SIGKILL from its parent-death signal.
+ *
+ * Terminal job control: with COMMAND in the foreground, Ctrl-Z stops only
+ * COMMAND's group. G sees it stop and tells L, which takes the terminal back
+ * and stops itself, so the shell sees a stopped job; when the shell continues
+ * L, L hands the terminal back to COMMAND and continues it.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lockctl.h"
+
+const char *const usage_run =
+	"Usage: lockctl [-S STORE] run NAME [OPTIONS] [--] COMMAND [ARG...]\n"
+	"       lockctl [-S STORE] run NAME [OPTIONS] -c 'SHELL COMMAND'\n"
+	"\n"
+	"Acquire lock NAME, run COMMAND with LOCKCTL_NAME, LOCKCTL_TOKEN and\n"
+	"LOCKCTL_STORE in its environment, and release the lock once COMMAND and\n"
+	"every process it started have exited. Options may come before or after NAME.\n"
+	"\n"
+	"  -n, --nonblock, --nb        fail at once if the lock is held\n"
+	"  -w, --wait, --timeout D     wait at most D (250ms, 10s, 2m, 1.5 = seconds)\n"
+	"  -E, --conflict-exit-code N  exit status when the lock is held or the wait\n"
+	"                              times out (default 1)\n"
+	"  -s, --shared                take a shared lock\n"
+	"  -x, -e, --exclusive         take an exclusive lock (the default)\n"
+	"  -c, --command CMD           run CMD with /bin/sh -c\n"
+	"      --mode kernel|lease     lock mode (lease mode is not in this version)\n"
+	"      --owner LABEL           owner label others see (default: COMMAND's name)\n"
+	"      --grace D               after COMMAND exits, how long its leftover\n"
+	"                              processes get between SIGTERM and SIGKILL (1s)\n"
+	"  -q, --quiet                 say nothing when the lock is busy\n"
+	"  -o, --close                 accepted for flock(1) compatibility: the lock's\n"
+	"                              descriptor is never passed to COMMAND\n"
+	"\n"
+	"Exit status: COMMAND's (128+N if it died of signal N); 127 COMMAND not\n"
+	"found; 126 COMMAND not executable; the -E code when the lock is busy or the\n"
+	"wait timed out; 64 usage error; 69 store unavailable; 74 I/O error;\n"
+	"70 internal error.\n";
+
+struct run_opts {
+	const char *name;
+	int nonblock;
+	int64_t wait_ms;
+	int conflict_code;
+	int shared;
+	int mode_set;
+	enum lk_mode mode;
+	int ttl_set;
+	const char *shell_cmd;
+	char **cmd;
+	const char *owner;
+	int quiet;
+	uint64_t grace_ms;
+};
+
+/* ------------------------------------------------------------------------
+ * Option parsing: options may come before or after NAME; COMMAND starts at
+ * the first word after NAME that is not an option, or after "--".
+ */
+
+static int parse_int(const char *opt, const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 0 || v > 255)
+		die_usage("%s: expected a number from 0 to 255, got '%s'", opt, s);
+	return (int)v;
+}
+
+static enum lk_mode parse_mode(const char *s)
+{
+	if (!strcmp(s, "kernel"))
+		return LK_MODE_KERNEL;
+	if (!strcmp(s, "lease"))
+		return LK_MODE_LEASE;
+	if (!strcmp(s, "auto"))
+		return LK_MODE_AUTO;
+	die_usage("--mode: expected kernel or lease, got '%s'", s);
+}
+
+/* Long options: returns 1 if it consumed the next word too. */
+static int parse_long(struct run_opts *o, const char *a, const char *next)
+{
+	const char *eq = strchr(a, '=');
+	char key[32];
+	const char *val = NULL;
+	size_t klen = eq ? (size_t)(eq - a) : strlen(a);
+	int used_next = 0;
+
+	if (klen >= sizeof(key))
+		die_usage("run: unknown option '%s'", a);
+	memcpy(key, a, klen);
+	key[klen] = 0;
+
+#define NEED_VAL()                                                                             \
+	do {                                                                                   \
+		if (eq)                                                                        \
+			val = eq + 1;                                                          \
+		else if (next) {                                                               \
+			val = next;                                                            \
+			used_next = 1;                                                         \
+		} else                                                                         \
+			die_usage("%s needs an argument", key);                                \
+	} while (0)
+#define NO_VAL()                                                                               \
+	do {                                                                                   \
+		if (eq)                                                                        \
+			die_usage("%s takes no argument", key);                                \
+	} while (0)
+
+	if (!strcmp(key, "--nonblock") || !strcmp(key, "--nb") || !strcmp(key, "--no-wait")) {
+		NO_VAL();
+		o->nonblock = 1;
+	} else if (!strcmp(key, "--wait") || !strcmp(key, "--timeout")) {
+		uint64_t ms;
+
+		NEED_VAL();
+		parse_duration_arg(key, val, &ms);
+		o->wait_ms = (int64_t)ms;
+	} else if (!strcmp(key, "--conflict-exit-code")) {
+		NEED_VAL();
+		o->conflict_code = parse_int(key, val);
+	} else if (!strcmp(key, "--shared")) {
+		NO_VAL();
+		o->shared = 1;
+	} else if (!strcmp(key, "--exclusive")) {
+		NO_VAL();
+		o->shared = 0;
+	} else if (!strcmp(key, "--command")) {
+		NEED_VAL();
+		o->shell_cmd = val;
+	} else if (!strcmp(key, "--mode")) {
+		NEED_VAL();
+		o->mode = parse_mode(val);
+		o->mode_set = 1;
+	} else if (!strcmp(key, "--ttl")) {
+		uint64_t ms;
+
+		NEED_VAL();
+		parse_duration_arg(key, val, &ms);
+		o->ttl_set = 1;
+	} else if (!strcmp(key, "--owner")) {
+		NEED_VAL();
+		o->owner = val;
+	} else if (!strcmp(key, "--grace")) {
+		NEED_VAL();
+		parse_duration_arg(key, val, &o->grace_ms);
+	} else if (!strcmp(key, "--quiet")) {
+		NO_VAL();
+		o->quiet = 1;
+	} else if (!strcmp(key, "--close")) {
+		NO_VAL();
+	} else if (!strcmp(key, "--help")) {
+		fputs(usage_run, stdout);
+		exit(0);
+	} else {
+		die_usage("run: unknown option '%s'", a);
+	}
+#undef NEED_VAL
+#undef NO_VAL
+	return used_next;
+}
+
+/* A cluster of short options ("-nE3", "-w 5"): returns 1 if it used next. */
+static int parse_short(struct run_opts *o, const char *a, const char *next)
+{
+	for (const char *p = a + 1; *p; p++) {
+		const char *val = NULL;
+		int used_next = 0;
+		char opt[3] = { '-', *p, 0 };
+
+		if (strchr("wEc", *p)) {
+			if (p[1])
+				val = p + 1;
+			else if (next) {
+				val = next;
+				used_next = 1;
+			} else
+				die_usage("%s needs an argument", opt);
+		}
+		switch (*p) {
+		case 'n':
+			o->nonblock = 1;
+			break;
+		case 's':
+			o->shared = 1;
+			break;
+		case 'x':
+		case 'e':
+			o->shared = 0;
+			break;
+		case 'o':
+			break;
+		case 'q':
+			o->quiet = 1;
+			break;
+		case 'h':
+			fputs(usage_run, stdout);
+			exit(0);
+		case 'w': {
+			uint64_t ms;
+
+			parse_duration_arg(opt, val, &ms);
+			o->wait_ms = (int64_t)ms;
+			return used_next;
+		}
+		case 'E':
+			o->conflict_code = parse_int(opt, val);
+			return used_next;
+		case 'c':
+			o->shell_cmd = val;
+			return used_next;
+		default:
+			die_usage("run: unknown option '%s'", opt);
+		}
+	}
+	return 0;
+}
+
+static void parse_run(struct run_opts *o, int argc, char **argv)
+{
+	int i;
+
+	memset(o, 0, sizeof(*o));
+	o->wait_ms = -1;
+	o->conflict_code = 1;
+	o->mode = LK_MODE_AUTO;
+	o->grace_ms = 1000;
+
+	for (i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(a, "--")) {
+			i++;
+			break;
+		}
+		if (a[0] == '-' && a[1] == '-')
+			i += parse_long(o, a, next);
+		else if (a[0] == '-' && a[1])
+			i += parse_short(o, a, next);
+		else if (!o->name)
+			o->name = a;
+		else
+			break;
+	}
+	if (!o->name) {
+		if (i < argc)
+			o->name = argv[i++];
+		else
+			die_usage("run: missing NAME (see 'lockctl run --help')");
+	}
+	if (lk_name_valid(o->name) < 0)
+		die_usage("invalid lock name '%s': use 1-255 of [A-Za-z0-9._-], not starting with '.'",
+			  o->name);
+	if (o->shell_cmd && i < argc)
+		die_usage("run: give either -c 'COMMAND' or COMMAND [ARG...], not both");
+	if (!o->shell_cmd && i >= argc)
+		die_usage("run: missing COMMAND (see 'lockctl run --help')");
+	o->cmd = o->shell_cmd ? NULL : argv + i;
+
+	if (o->ttl_set && o->mode_set && o->mode == LK_MODE_KERNEL)
+		die_usage("run: --ttl applies to lease mode, not --mode kernel");
+	if (o->ttl_set)
+		o->mode = LK_MODE_LEASE;
+	if (o->shared && o->mode == LK_MODE_LEASE)
+		die_usage("run: shared locks (-s) exist only in kernel mode");
+}
+
+/* ------------------------------------------------------------------------
+ * Messages from the guardian to lockctl, over a pipe (8 bytes: atomic).
+ */
+enum { MSG_PID = 1, MSG_EXECFAIL, MSG_STOPPED, MSG_EXIT };
+
+struct msg {
+	int32_t type;
+	int32_t val;
+};
+
+static void send_msg(int fd, int type, int val)
+{
+	struct msg m = { type, val };
+	ssize_t n;
+
+	do
+		n = write(fd, &m, sizeof(m));
+	while (n < 0 && errno == EINTR);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Send sig to every child of this process; returns how many there were. */
+static int signal_children(int sig)
+{
+	char path[64], buf[4096];
+	int n = 0, fd;
+	ssize_t len;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)gettid());
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		/* One read is a snapshot; a long list is read again next round. */
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len >= 0) {
+			char *p = buf, *end;
+
+			buf[len] = 0;
+			for (;;) {
+				long pid = strtol(p, &end, 10);
+
+				if (end == p)
+					break;
+				if (pid > 0 && kill((pid_t)pid, sig) == 0)
+					n++;
+				p = end;
+			}
+			return n;
+		}
+	}
+	/* No /proc/.../children: scan /proc for our children. */
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	pid_t self = getpid();
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char stat[512], *rp;
+		long pid = strtol(de->d_name, &rp, 10);
+		int ppid = 0;
+
+		if (*rp || pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, stat, sizeof(stat) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		stat[len] = 0;
+		rp = strrchr(stat, ')');
+		if (rp && sscanf(rp + 1, " %*c %d", &ppid) == 1 && ppid == self &&
+		    kill((pid_t)pid, sig) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Kill COMMAND's group and every remaining child, and reap them all. */
+static void kill_and_reap_all(pid_t pgid)
+{
+	for (;;) {
+		if (pgid > 0)
+			kill(-pgid, SIGKILL);
+		signal_children(SIGKILL);
+		if (waitpid(-1, NULL, 0) < 0 && errno == ECHILD)
+			return;
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * COMMAND
+ */
+struct child_args {
+	const struct run_opts *o;
+	int tty;           /* terminal to hand over, or -1 */
+	pid_t guardian;
+	int errpipe;       /* write end: errno of a failed exec */
+	sigset_t mask;     /* lockctl's original signal mask */
+};
+
+static void __attribute__((noreturn)) child_exec(const struct child_args *a)
+{
+	struct sigaction dfl;
+	int e;
+
+	setpgid(0, 0);
+	if (a->tty >= 0)
+		tcsetpgrp(a->tty, getpid()); /* SIGTTOU is ignored here */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != a->guardian)
+		_exit(EXIT_INTERNAL);
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			sigaction(sig, &dfl, NULL);
+	sigprocmask(SIG_SETMASK, &a->mask, NULL);
+
+	if (a->o->shell_cmd)
+		execl("/bin/sh", "sh", "-c", a->o->shell_cmd, (char *)NULL);
+	else
+		execvp(a->o->cmd[0], a->o->cmd);
+	e = errno;
+	if (write(a->errpipe, &e, sizeof(e)) < 0) {
+		/* the guardian will see a plain exit status instead */
+	}
+	_exit(e == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
+}
+
+/* ------------------------------------------------------------------------
+ * The guardian
+ */
+static void __attribute__((noreturn)) guardian(const struct run_opts *o, int life, int out,
+					       int tty, const sigset_t *orig_mask)
+{
+	struct child_args ca;
+	sigset_t chld;
+	int sfd, ep[2], e = 0, c_done = 0, c_status = 0;
+	int64_t kill_at = -1;
+	pid_t c;
+
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	prctl(PR_SET_NAME, "lockctl-guard");
+	/* Terminal and job-control signals are lockctl's business, not ours. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGTSTP, SIG_IGN);
+	signal(SIGTTIN, SIG_IGN);
+	signal(SIGTTOU, SIG_IGN);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0 || pipe2(ep, O_CLOEXEC) < 0) {
+		send_msg(out, MSG_EXECFAIL, -errno);
+		_exit(EXIT_INTERNAL);
+	}
+
+	ca.o = o;
+	ca.tty = tty;
+	ca.guardian = getpid();
+	ca.errpipe = ep[1];
+	ca.mask = *orig_mask;
+	c = fork();
+	if (c < 0) {
+		send_msg(out, MSG_EXECFAIL, -errno);
+		_exit(EXIT_INTERNAL);
+	}
+	if (c == 0)
+		child_exec(&ca);
+	setpgid(c, c);
+	close(ep[1]);
+	while (read(ep[0], &e, sizeof(e)) < 0 && errno == EINTR)
+		;
+	close(ep[0]);
+	if (e)
+		send_msg(out, MSG_EXECFAIL, e);
+	else
+		send_msg(out, MSG_PID, (int)c);
+
+	for (;;) {
+		struct pollfd pfd[2] = { { sfd, POLLIN, 0 }, { life, POLLIN, 0 } };
+		int timeout = -1, status;
+		pid_t p;
+
+		if (kill_at >= 0) {
+			int64_t left = kill_at - now_ms();
+
+			timeout = left > 0 ? (int)left : 0;
+		}
+		if (poll(pfd, 2, timeout) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents) {
+			/* lockctl is gone: nobody supervises COMMAND any more */
+			kill_and_reap_all(c);
+			_exit(0);
+		}
+		if (pfd[0].revents) {
+			struct signalfd_siginfo si;
+
+			while (read(sfd, &si, sizeof(si)) > 0)
+				;
+		}
+		while ((p = waitpid(-1, &status, WNOHANG | WUNTRACED | WCONTINUED)) > 0) {
+			if (p != c || c_done)
+				continue;
+			if (WIFSTOPPED(status)) {
+				send_msg(out, MSG_STOPPED, WSTOPSIG(status));
+			} else if (!WIFCONTINUED(status)) {
+				c_done = 1;
+				c_status = status;
+				/* leftovers get SIGTERM, then SIGKILL after the grace */
+				kill(-c, SIGTERM);
+				signal_children(SIGTERM);
+				kill(-c, SIGCONT);
+				kill_at = now_ms() + (int64_t)o->grace_ms;
+			}
+		}
+		if (c_done && p < 0 && errno == ECHILD)
+			break;
+		if (kill_at >= 0 && now_ms() >= kill_at) {
+			kill_and_reap_all(c);
+			break;
+		}
+	}
+	send_msg(out, MSG_EXIT, c_status);
+	_exit(0);
+}
+
+/* ------------------------------------------------------------------------
+ * lockctl's side
+ */
+static int supervise(const struct run_opts *o)
+{
+	sigset_t fwd, orig;
+	int sfd, life[2], msgp[2], tty = -1, status = 0, have_status = 0, exec_err = 0;
+	int pending[NSIG] = { 0 }, self_stop = 0, rc;
+	pid_t g, c = 0;
+
+	sigemptyset(&fwd);
+	sigaddset(&fwd, SIGINT);
+	sigaddset(&fwd, SIGTERM);
+	sigaddset(&fwd, SIGHUP);
+	sigaddset(&fwd, SIGQUIT);
+	sigaddset(&fwd, SIGTSTP);
+	sigaddset(&fwd, SIGTTIN);
+	sigaddset(&fwd, SIGTTOU);
+	sigaddset(&fwd, SIGCONT);
+	sigaddset(&fwd, SIGCHLD);
+	if (sigprocmask(SIG_BLOCK, &fwd, &orig) < 0)
+		return EXIT_INTERNAL;
+	sfd = signalfd(-1, &fwd, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0 || pipe2(life, O_CLOEXEC) < 0 || pipe2(msgp, O_CLOEXEC | O_NONBLOCK) < 0) {
+		errline("%s: cannot set up supervision: %s", o->name, strerror(errno));
+		return EXIT_INTERNAL;
+	}
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+	/* In the foreground of a terminal, COMMAND gets the terminal. */
+	tty = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (tty >= 0 && tcgetpgrp(tty) != getpgrp()) {
+		close(tty);
+		tty = -1;
+	}
+
+	fflush(NULL);
+	g = fork();
+	if (g < 0) {
+		errline("%s: fork: %s", o->name, strerror(errno));
+		return EXIT_INTERNAL;
+	}
+	if (g == 0) {
+		close(life[1]);
+		close(msgp[0]);
+		close(sfd);
+		guardian(o, life[0], msgp[1], tty, &orig);
+	}
+	close(life[0]);
+	close(msgp[1]);
+
+	for (;;) {
+		struct pollfd pfd[2] = { { sfd, POLLIN, 0 }, { msgp[0], POLLIN, 0 } };
+		int nfds = msgp[0] >= 0 ? 2 : 1;
+
+		if (poll(pfd, (nfds_t)nfds, -1) < 0 && errno != EINTR)
+			break;
+		if (nfds == 2 && pfd[1].revents) {
+			struct msg m;
+			ssize_t n = read(msgp[0], &m, sizeof(m));
+
+			if (n == (ssize_t)sizeof(m)) {
+				switch (m.type) {
+				case MSG_PID:
+					c = (pid_t)m.val;
+					for (int s = 1; s < NSIG; s++)
+						if (pending[s]) {
+							kill(-c, s);
+							pending[s] = 0;
+						}
+					break;
+				case MSG_EXECFAIL:
+					exec_err = m.val;
+					break;
+				case MSG_STOPPED:
+					if (tty >= 0 || self_stop) {
+						/* show the shell a stopped job */
+						if (tty >= 0)
+							tcsetpgrp(tty, getpgrp());
+						self_stop = 0;
+						kill(getpid(), SIGSTOP);
+					}
+					break;
+				case MSG_EXIT:
+					status = m.val;
+					have_status = 1;
+					break;
+				}
+			} else if (n == 0) {
+				close(msgp[0]);
+				msgp[0] = -1;
+			}
+		}
+		if (pfd[0].revents) {
+			struct signalfd_siginfo si;
+
+			while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				int s = (int)si.ssi_signo;
+
+				switch (s) {
+				case SIGCHLD:
+					break;
+				case SIGCONT:
+					if (c > 0) {
+						if (tty >= 0 && tcgetpgrp(tty) == getpgrp())
+							tcsetpgrp(tty, c);
+						kill(-c, SIGCONT);
+					}
+					break;
+				case SIGTSTP:
+				case SIGTTIN:
+				case SIGTTOU:
+					/* someone stopped lockctl: stop COMMAND, then ourselves */
+					self_stop = 1;
+					if (c > 0)
+						kill(-c, SIGTSTP);
+					else
+						pending[SIGTSTP] = 1;
+					break;
+				default:
+					if (c > 0)
+						kill(-c, s);
+					else
+						pending[s] = 1;
+				}
+			}
+		}
+		/* Has the guardian exited? Only then is everything dead. */
+		int gs;
+		pid_t p = waitpid(g, &gs, WNOHANG);
+
+		if (p == g) {
+			/* its last message was written before it exited */
+			struct msg m;
+
+			while (msgp[0] >= 0 && read(msgp[0], &m, sizeof(m)) == (ssize_t)sizeof(m)) {
+				if (m.type == MSG_EXIT) {
+					status = m.val;
+					have_status = 1;
+				} else if (m.type == MSG_EXECFAIL) {
+					exec_err = m.val;
+				}
+			}
+			if (!have_status && !exec_err) {
+				/* the guardian died: clean up in its place */
+				errline("%s: supervisor process died (%s); killing COMMAND", o->name,
+					WIFSIGNALED(gs) ? strsignal(WTERMSIG(gs)) : "exited");
+				kill_and_reap_all(c);
+				status = -1;
+			}
+			/* its orphans, if any, came to us: none may outlive the lock */
+			kill_and_reap_all(c);
+			break;
+		}
+	}
+
+	if (tty >= 0) {
+		tcsetpgrp(tty, getpgrp());
+		close(tty);
+	}
+	close(sfd);
+	if (msgp[0] >= 0)
+		close(msgp[0]);
+	close(life[1]);
+	sigprocmask(SIG_SETMASK, &orig, NULL);
+
+	if (exec_err > 0) {
+		errline("%s: %s", o->shell_cmd ? "/bin/sh" : o->cmd[0], strerror(exec_err));
+		return exec_err == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC;
+	}
+	if (exec_err < 0) {
+		errline("%s: cannot start COMMAND: %s", o->name, strerror(-exec_err));
+		return EXIT_INTERNAL;
+	}
+	if (status == -1)
+		return EXIT_INTERNAL;
+	if (WIFEXITED(status))
+		rc = WEXITSTATUS(status);
+	else if (WIFSIGNALED(status))
+		rc = 128 + WTERMSIG(status);
+	else
+		rc = EXIT_INTERNAL;
+	return rc;
+}
+
+static void report_busy(struct lk_store *st, const struct run_opts *o, int r)
+{
+	struct lk_status s = { .size = sizeof(s) };
+	char since[64];
+
+	if (o->quiet)
+		return;
+	if (lk_lock_status(st, o->name, &s) == 0 && s.held && s.token) {
+		fmt_rfc3339(since, sizeof(since), s.holder.since_ns);
+		errline("%s: %s; held%s by %s (pid %d on %s) since %s, token %llu", o->name,
+			r == -ETIMEDOUT ? "timed out waiting" : "lock is busy",
+			s.shared ? " shared" : "", s.holder.owner[0] ? s.holder.owner : "-",
+			(int)s.holder.pid, s.holder.host, since, (unsigned long long)s.token);
+	} else {
+		errline("%s: %s", o->name, r == -ETIMEDOUT ? "timed out waiting" : "lock is busy");
+	}
+}
+
+int cmd_run(struct ctx *c, int argc, char **argv)
+{
+	struct lk_lock_opts lo = LK_LOCK_OPTS_INIT;
+	struct run_opts o;
+	struct lk_store *st = NULL;
+	struct lk_lock *lk = NULL;
+	char owner[LK_OWNER_MAX + 1], tok[32], abs[PATH_MAX + 8];
+	const char *store_env = c->store;
+	int r, rc;
+
+	parse_run(&o, argc, argv);
+	rc = open_store(c, 0, &st);
+	if (rc)
+		return rc;
+
+	if (o.owner) {
+		snprintf(owner, sizeof(owner), "%s", o.owner);
+	} else {
+		const char *base = o.shell_cmd ? "sh" : o.cmd[0];
+		const char *slash = strrchr(base, '/');
+
+		snprintf(owner, sizeof(owner), "%s", slash ? slash + 1 : base);
+	}
+	lo.owner = owner;
+	lo.mode = o.mode;
+	lo.flags = o.shared ? LK_LOCK_SHARED : 0;
+	r = lk_lock_open(st, o.name, &lo, &lk);
+	if (r < 0) {
+		errline("%s: %s", o.name, lk_store_errmsg(st));
+		lk_store_close(st);
+		return exit_for_lock_error(r);
+	}
+	r = lk_lock_acquire(lk, o.nonblock ? 0 : o.wait_ms);
+	if (r == -EWOULDBLOCK || r == -ETIMEDOUT) {
+		report_busy(st, &o, r);
+		lk_lock_close(lk);
+		lk_store_close(st);
+		return o.conflict_code;
+	}
+	if (r < 0) {
+		errline("%s: %s", o.name, lk_lock_errmsg(lk));
+		lk_lock_close(lk);
+		lk_store_close(st);
+		return exit_for_lock_error(r);
+	}
+
+	/* COMMAND may change directory: hand it an absolute store path. */
+	if (c->store[0] != '/' && !strstr(c->store, "://")) {
+		char cwd[PATH_MAX];
+
+		if (getcwd(cwd, sizeof(cwd))) {
+			snprintf(abs, sizeof(abs), "%s/%s", cwd, c->store);
+			store_env = abs;
+		}
+	}
+	snprintf(tok, sizeof(tok), "%llu", (unsigned long long)lk_lock_token(lk));
+	setenv("LOCKCTL_NAME", o.name, 1);
+	setenv("LOCKCTL_TOKEN", tok, 1);
+	setenv("LOCKCTL_STORE", store_env, 1);
+
+	rc = supervise(&o);
+
+	lk_lock_release(lk);
+	lk_lock_close(lk);
+	lk_store_close(st);
+	return rc;
+}

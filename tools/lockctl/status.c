@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: MIT
+/*
+ * lockctl status / ls: report locks without taking them and without creating
+ * anything. Whether a lock is held comes from the kernel (or, for leases, the
+ * protocol's own rules), never from the record alone, so a stale or damaged
+ * record can never make a held lock look free.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lockctl.h"
+
+const char *const usage_status =
+	"Usage: lockctl [-S STORE] status NAME [--json]\n"
+	"\n"
+	"Show whether lock NAME is held, in which mode, with which fencing token,\n"
+	"by whom and since when. A name never used is reported free.\n"
+	"\n"
+	"  --json   one JSON object: name, held, shared, mode, token, holder\n"
+	"           {owner, host, pid} or null, since (RFC 3339) or null, exists\n";
+
+const char *const usage_ls =
+	"Usage: lockctl [-S STORE] ls [--json]\n"
+	"\n"
+	"List every lock in the store, one line each (or a JSON array of the\n"
+	"objects 'status --json' prints), in name order.\n";
+
+static const char *mode_name(enum lk_mode m)
+{
+	return m == LK_MODE_LEASE ? "lease" : "kernel";
+}
+
+static void print_json(FILE *f, const char *name, const struct lk_status *s)
+{
+	char since[64];
+	int has_holder = s->held && s->token;
+
+	fputs("{\"name\":", f);
+	json_str(f, name);
+	fprintf(f, ",\"held\":%s,\"shared\":%s,\"mode\":\"%s\",\"token\":%llu,",
+		s->held ? "true" : "false", s->shared ? "true" : "false", mode_name(s->mode),
+		(unsigned long long)s->token);
+	if (has_holder) {
+		fputs("\"holder\":{\"owner\":", f);
+		json_str(f, s->holder.owner);
+		fputs(",\"host\":", f);
+		json_str(f, s->holder.host);
+		fmt_rfc3339(since, sizeof(since), s->holder.since_ns);
+		fprintf(f, ",\"pid\":%d},\"since\":\"%s\"", (int)s->holder.pid, since);
+	} else {
+		fputs("\"holder\":null,\"since\":null", f);
+	}
+	fprintf(f, ",\"exists\":%s}", s->exists ? "true" : "false");
+}
+
+static void print_text(FILE *f, const char *name, const struct lk_status *s)
+{
+	char since[64];
+
+	if (!s->held) {
+		if (!s->exists)
+			fprintf(f, "%s: free (never used)\n", name);
+		else if (s->token)
+			fprintf(f, "%s: free (%s mode, last token %llu)\n", name, mode_name(s->mode),
+				(unsigned long long)s->token);
+		else
+			fprintf(f, "%s: free (%s mode)\n", name, mode_name(s->mode));
+		return;
+	}
+	fprintf(f, "%s: held%s (%s mode), token %llu", name, s->shared ? " shared" : "",
+		mode_name(s->mode), (unsigned long long)s->token);
+	if (s->token) {
+		fmt_rfc3339(since, sizeof(since), s->holder.since_ns);
+		fprintf(f, ", %sowner %s, pid %d on %s, since %s", s->shared ? "latest " : "",
+			s->holder.owner[0] ? s->holder.owner : "-", (int)s->holder.pid,
+			s->holder.host, since);
+	}
+	fputc('\n', f);
+}
+
+static int get_status(struct lk_store *st, const char *name, struct lk_status *s)
+{
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	s->size = sizeof(*s);
+	s->mode = LK_MODE_KERNEL;
+	if (!st)
+		return 0; /* no store yet: nothing was ever locked */
+	r = lk_lock_status(st, name, s);
+	if (r < 0)
+		return r;
+	if (s->mode == LK_MODE_AUTO)
+		s->mode = LK_MODE_KERNEL;
+	return 0;
+}
+
+int cmd_status(struct ctx *c, int argc, char **argv)
+{
+	struct lk_store *st = NULL;
+	struct lk_status s;
+	const char *name = NULL;
+	int json = 0, r, rc;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			json = 1;
+		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(usage_status, stdout);
+			return 0;
+		} else if (argv[i][0] == '-' && argv[i][1])
+			die_usage("status: unknown option '%s'", argv[i]);
+		else if (!name)
+			name = argv[i];
+		else
+			die_usage("status: unexpected argument '%s'", argv[i]);
+	}
+	if (!name)
+		die_usage("status: missing NAME");
+	if (lk_name_valid(name) < 0)
+		die_usage("invalid lock name '%s': use 1-255 of [A-Za-z0-9._-], not starting with '.'",
+			  name);
+	rc = open_store(c, 1, &st);
+	if (rc)
+		return rc;
+	r = get_status(st, name, &s);
+	if (r < 0) {
+		errline("%s: %s", name, lk_store_errmsg(st));
+		lk_store_close(st);
+		return exit_for_lock_error(r);
+	}
+	if (json) {
+		print_json(stdout, name, &s);
+		fputc('\n', stdout);
+	} else {
+		print_text(stdout, name, &s);
+	}
+	lk_store_close(st);
+	return 0;
+}
+
+struct ls_state {
+	struct lk_store *st;
+	int json;
+	int count;
+	int failed;
+};
+
+static int ls_one(const char *name, void *userdata)
+{
+	struct ls_state *ls = userdata;
+	struct lk_status s;
+	int r = get_status(ls->st, name, &s);
+
+	if (r < 0) {
+		errline("%s: %s", name, lk_store_errmsg(ls->st));
+		if (!ls->failed)
+			ls->failed = exit_for_lock_error(r);
+		return 0;
+	}
+	if (ls->json) {
+		fputs(ls->count ? ",\n" : "\n", stdout);
+		print_json(stdout, name, &s);
+	} else {
+		print_text(stdout, name, &s);
+	}
+	ls->count++;
+	return 0;
+}
+
+int cmd_ls(struct ctx *c, int argc, char **argv)
+{
+	struct ls_state ls = { 0 };
+	int rc, r;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			ls.json = 1;
+		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(usage_ls, stdout);
+			return 0;
+		} else
+			die_usage("ls: unexpected argument '%s'", argv[i]);
+	}
+	rc = open_store(c, 1, &ls.st);
+	if (rc)
+		return rc;
+	if (ls.json)
+		fputc('[', stdout);
+	if (ls.st) {
+		r = lk_store_list(ls.st, ls_one, &ls);
+		if (r < 0) {
+			errline("%s", lk_store_errmsg(ls.st));
+			ls.failed = exit_for_store_error(r);
+		}
+	}
+	if (ls.json)
+		fputs(ls.count ? "\n]\n" : "]\n", stdout);
+	lk_store_close(ls.st);
+	return ls.failed;
+}
