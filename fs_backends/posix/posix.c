@@ -437,7 +437,7 @@ static int posix_klock_acquire(struct lk_bklock *bk, int shared, int64_t timeout
 	uint8_t buf[LK_KSLOT_SIZE];
 	struct lk__krec cur, rec;
 	uint64_t tok, res;
-	int64_t now = realtime_ns();
+	int64_t now;
 	int idx, sync, r;
 
 	r = ofd_lock(k->fd, shared ? F_RDLCK : F_WRLCK, 0, timeout_ms, waiter);
@@ -452,6 +452,7 @@ static int posix_klock_acquire(struct lk_bklock *bk, int shared, int64_t timeout
 		}
 	}
 
+	now = realtime_ns();
 	idx = lk__kfile_pick(k->map, LK_KFILE_SIZE, &cur);
 	r = lk__ktoken_next(idx >= 0 ? &cur : NULL, who->boot_id, now, &tok, &res, &sync);
 	if (r < 0) {

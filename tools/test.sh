@@ -1,0 +1,31 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Install what is missing, build with warnings as errors, and run the whole
+# test suite: the normal build, then the library and tests under ASan+UBSan.
+# Works on a fresh Debian 12 machine as root, or as a user with sudo.
+# Usage: tools/test.sh            (everything)
+#        LOCKKIT_TEST_QUICK=1 tools/test.sh   (skip the sanitizer pass)
+set -eu
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+
+tools/install-deps.sh test
+
+echo "== build (warnings are errors)"
+cmake -S . -B build-ci -DLOCKKIT_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-ci -j"$jobs"
+
+if [ "${LOCKKIT_TEST_QUICK:-0}" != 1 ]; then
+	echo "== ASan+UBSan build and tests"
+	cmake -S . -B build-asan -DLOCKKIT_WERROR=ON -DLOCKKIT_SANITIZE=address \
+		-DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-asan -j"$jobs"
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --test-dir build-asan --output-on-failure -E '^consumer$'
+fi
+
+echo "== benchmark smoke run (numbers are not checked here)"
+build-ci/bench_lock --quick
+
+echo "== tests"
+ctest --test-dir build-ci --output-on-failure
