@@ -417,12 +417,17 @@ static void kill_and_reap_all(pid_t pgid)
 /* ------------------------------------------------------------------------
  * COMMAND
  */
+/* Signals the guardian ignores; COMMAND gets lockctl's original disposition. */
+static const int guard_ignored[] = { SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGTSTP, SIGTTIN, SIGTTOU };
+#define N_GUARD_IGNORED (sizeof(guard_ignored) / sizeof(guard_ignored[0]))
+
 struct child_args {
 	const struct run_opts *o;
 	int tty;           /* terminal to hand over, or -1 */
 	pid_t guardian;
 	int errpipe;       /* write end: errno of a failed exec */
 	sigset_t mask;     /* lockctl's original signal mask */
+	int ignored[N_GUARD_IGNORED]; /* 1: was SIG_IGN in lockctl (nohup...) */
 };
 
 static void __attribute__((noreturn)) child_exec(const struct child_args *a)
@@ -436,11 +441,16 @@ static void __attribute__((noreturn)) child_exec(const struct child_args *a)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != a->guardian)
 		_exit(EXIT_INTERNAL);
+	/*
+	 * exec() resets caught signals to their default; only ignored ones
+	 * survive it. Give COMMAND back what lockctl was started with, so that
+	 * "nohup lockctl run ..." still ignores SIGHUP.
+	 */
 	memset(&dfl, 0, sizeof(dfl));
-	dfl.sa_handler = SIG_DFL;
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			sigaction(sig, &dfl, NULL);
+	for (size_t i = 0; i < N_GUARD_IGNORED; i++) {
+		dfl.sa_handler = a->ignored[i] ? SIG_IGN : SIG_DFL;
+		sigaction(guard_ignored[i], &dfl, NULL);
+	}
 	sigprocmask(SIG_SETMASK, &a->mask, NULL);
 
 	if (a->o->shell_cmd)
@@ -454,28 +464,40 @@ static void __attribute__((noreturn)) child_exec(const struct child_args *a)
 	_exit(e == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC);
 }
 
+/*
+ * vfork: the guardian is suspended until COMMAND has exec'd (or failed to),
+ * and no page tables are copied. The child only makes async-signal-safe calls.
+ */
+static pid_t __attribute__((noinline)) spawn_command(const struct child_args *ca)
+{
+	pid_t c = vfork();
+
+	if (c == 0)
+		child_exec(ca);
+	return c;
+}
+
 /* ------------------------------------------------------------------------
  * The guardian
  */
 static void __attribute__((noreturn)) guardian(const struct run_opts *o, int life, int out,
 					       int tty, const sigset_t *orig_mask)
 {
+	struct sigaction old;
 	struct child_args ca;
 	sigset_t chld;
-	int sfd, ep[2], e = 0, c_done = 0, c_status = 0;
+	int sfd, ep[2], e = 0, c_done = 0, c_status = 0, all_gone = 0;
 	int64_t kill_at = -1;
 	pid_t c;
 
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	prctl(PR_SET_NAME, "lockctl-guard");
 	/* Terminal and job-control signals are lockctl's business, not ours. */
-	signal(SIGINT, SIG_IGN);
-	signal(SIGQUIT, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGTERM, SIG_IGN);
-	signal(SIGTSTP, SIG_IGN);
-	signal(SIGTTIN, SIG_IGN);
-	signal(SIGTTOU, SIG_IGN);
+	for (size_t i = 0; i < N_GUARD_IGNORED; i++) {
+		ca.ignored[i] = sigaction(guard_ignored[i], NULL, &old) == 0 &&
+				!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN;
+		signal(guard_ignored[i], SIG_IGN);
+	}
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -489,13 +511,11 @@ static void __attribute__((noreturn)) guardian(const struct run_opts *o, int lif
 	ca.guardian = getpid();
 	ca.errpipe = ep[1];
 	ca.mask = *orig_mask;
-	c = fork();
+	c = spawn_command(&ca);
 	if (c < 0) {
 		send_msg(out, MSG_EXECFAIL, -errno);
 		_exit(EXIT_INTERNAL);
 	}
-	if (c == 0)
-		child_exec(&ca);
 	setpgid(c, c);
 	close(ep[1]);
 	while (read(ep[0], &e, sizeof(e)) < 0 && errno == EINTR)
@@ -537,14 +557,24 @@ static void __attribute__((noreturn)) guardian(const struct run_opts *o, int lif
 			} else if (!WIFCONTINUED(status)) {
 				c_done = 1;
 				c_status = status;
+				/*
+				 * Every descendant still alive is now our child
+				 * or below one (we are their subreaper): if we
+				 * have none, nothing is left to stop.
+				 */
+				if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD) {
+					all_gone = 1;
+					break;
+				}
 				/* leftovers get SIGTERM, then SIGKILL after the grace */
 				kill(-c, SIGTERM);
 				signal_children(SIGTERM);
 				kill(-c, SIGCONT);
+				signal_children(SIGCONT);
 				kill_at = now_ms() + (int64_t)o->grace_ms;
 			}
 		}
-		if (c_done && p < 0 && errno == ECHILD)
+		if (all_gone || (c_done && p < 0 && errno == ECHILD))
 			break;
 		if (kill_at >= 0 && now_ms() >= kill_at) {
 			kill_and_reap_all(c);
