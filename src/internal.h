@@ -8,6 +8,7 @@
 #define LK_INTERNAL_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -40,11 +41,18 @@ struct lk_store {
 	struct lk__forkguard fg;
 	char host[LK_HOST_MAX + 1];
 	uint8_t boot_id[16];
+	uint64_t pidns;          /* inode of our pid namespace (0 if unknown) */
+	pthread_mutex_t engine_mu;
+	struct lk__engine *engine; /* started by the first lease */
 	char errmsg[256];
 };
 
+struct lk__engine;
+struct lk__lease;
+
 struct lk_lock {
 	struct lk_store *st;
+	struct lk__lease *lease; /* lease mode only */
 	struct lk_bklock *bk;
 	enum lk_mode mode;
 	uint32_t flags;
@@ -72,6 +80,28 @@ uint32_t lk__crc32c(uint32_t crc, const void *buf, size_t len);
 /* Host facts read once per store. */
 int lk__read_boot_id(uint8_t ret[16]);
 void lk__hostname(char *buf, size_t len);
+
+/* Clocks */
+int64_t lk__boottime_ns(void);
+int64_t lk__monotonic_ns(void);
+int64_t lk__realtime_ns(void);
+uint64_t lk__random64(void);
+/* Start time of a process (clock ticks after boot), 0 if it does not exist. */
+uint64_t lk__pid_start(int32_t pid);
+
+/* Lease mode (lease.c) */
+int lk__lease_open(struct lk_lock *lk, const struct lk_lock_opts *o, struct lk_err *err);
+void lk__lease_close(struct lk_lock *lk);
+int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err);
+int lk__lease_release(struct lk_lock *lk, struct lk_err *err);
+int lk__lease_cancel(struct lk_lock *lk);
+int lk__lease_check(const struct lk_lock *lk);
+uint64_t lk__lease_remaining_ms(const struct lk_lock *lk);
+int lk__lease_params(const struct lk_lock *lk, struct lk_lease_params *ret);
+int lk__lease_status(struct lk_store *st, const char *name, struct lk_status *ret,
+		     struct lk_err *err);
+/* Create lock directory name, born non-empty; 0 also when it already exists. */
+int lk__lease_create_dir(struct lk_store *st, const char *name, struct lk_err *err);
 
 /* Backends bundled in this build. */
 extern const struct lk_backend lk__posix_backend;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "internal.h"
 
 static int opts_check(const struct lk_lock_opts *o, struct lk_err *err)
@@ -68,8 +69,16 @@ LK_API int lk_lock_open(struct lk_store *st, const char *name, const struct lk_l
 		goto fail;
 	}
 	mode = opts->mode;
-	if (mode == LK_MODE_AUTO)
-		mode = entry == LK_ENTRY_LEASE ? LK_MODE_LEASE : LK_MODE_KERNEL;
+	if (mode == LK_MODE_AUTO) {
+		if (entry == LK_ENTRY_LEASE)
+			mode = LK_MODE_LEASE;
+		else if (entry == LK_ENTRY_KERNEL)
+			mode = LK_MODE_KERNEL;
+		else if (st->be->is_network && st->be->is_network(st->bs))
+			mode = LK_MODE_LEASE; /* no trustworthy kernel locks there */
+		else
+			mode = st->be->caps & LK_CAP_KERNEL_LOCKS ? LK_MODE_KERNEL : LK_MODE_LEASE;
+	}
 	if (mode == LK_MODE_KERNEL && entry == LK_ENTRY_LEASE) {
 		lk__err_set(&err, "lock %s is a lease-mode lock; it cannot be used in kernel mode",
 			    name);
@@ -82,12 +91,13 @@ LK_API int lk_lock_open(struct lk_store *st, const char *name, const struct lk_l
 		r = -EINVAL;
 		goto fail;
 	}
-	if (mode == LK_MODE_LEASE) {
-		lk__err_set(&err, "lease mode is not available in this version of lockkit");
+	if (mode == LK_MODE_LEASE && !(st->be->caps & LK_CAP_LEASE)) {
+		lk__err_set(&err, "the %s backend cannot hold leases", st->be->name);
 		r = -EOPNOTSUPP;
 		goto fail;
 	}
-	if (!(st->be->caps & LK_CAP_KERNEL_LOCKS) || !st->be->klock_open) {
+	if (mode == LK_MODE_KERNEL &&
+	    (!(st->be->caps & LK_CAP_KERNEL_LOCKS) || !st->be->klock_open)) {
 		lk__err_set(&err, "the %s backend has no kernel-mode locks", st->be->name);
 		r = -EOPNOTSUPP;
 		goto fail;
@@ -107,7 +117,10 @@ LK_API int lk_lock_open(struct lk_store *st, const char *name, const struct lk_l
 	snprintf(lk->name, sizeof(lk->name), "%s", name);
 	snprintf(lk->owner, sizeof(lk->owner), "%s",
 		 opts->owner ? opts->owner : program_invocation_short_name);
-	r = st->be->klock_open(st->bs, name, &lk->bk, &err);
+	if (mode == LK_MODE_LEASE)
+		r = lk__lease_open(lk, opts, &err);
+	else
+		r = st->be->klock_open(st->bs, name, &lk->bk, &err);
 	if (r < 0)
 		goto fail_waiter;
 	*ret = lk;
@@ -148,6 +161,14 @@ LK_API int lk_lock_acquire(struct lk_lock *lk, int64_t timeout_ms)
 	if (atomic_load_explicit(&lk->token, memory_order_relaxed))
 		return lock_fail(lk, NULL, -EBUSY);
 
+	if (lk->mode == LK_MODE_LEASE) {
+		err.msg[0] = 0;
+		r = lk__lease_acquire(lk, timeout_ms, &err);
+		if (r < 0)
+			return lock_fail(lk, &err, r);
+		atomic_store_explicit(&lk->token, lk->lease->gen, memory_order_release);
+		return 0;
+	}
 	who.owner = lk->owner;
 	who.host = st->host;
 	who.boot_id = st->boot_id;
@@ -176,6 +197,11 @@ LK_API int lk_lock_release(struct lk_lock *lk)
 	if (!atomic_load_explicit(&lk->token, memory_order_relaxed))
 		return lock_fail(lk, NULL, -ENOLCK);
 	err.msg[0] = 0;
+	if (lk->mode == LK_MODE_LEASE) {
+		r = lk__lease_release(lk, &err);
+		atomic_store_explicit(&lk->token, 0, memory_order_release);
+		return r < 0 ? lock_fail(lk, &err, r) : 0;
+	}
 	r = lk->st->be->klock_release(lk->bk, &err);
 	if (r < 0)
 		return lock_fail(lk, &err, r);
@@ -189,6 +215,8 @@ LK_API int lk_lock_cancel(struct lk_lock *lk)
 		return -EINVAL;
 	if (!lk__forkguard_ok(&lk->st->fg))
 		return -ECHILD;
+	if (lk->mode == LK_MODE_LEASE)
+		return lk__lease_cancel(lk);
 	return lk__wait_cancel(&lk->waiter);
 }
 
@@ -205,7 +233,28 @@ LK_API int lk_lock_check(struct lk_lock *lk)
 		return -EINVAL;
 	if (!lk__forkguard_ok(&lk->st->fg))
 		return -ECHILD;
-	return atomic_load_explicit(&lk->token, memory_order_acquire) ? 0 : -ENOLCK;
+	if (!atomic_load_explicit(&lk->token, memory_order_acquire))
+		return -ENOLCK;
+	if (lk->mode == LK_MODE_LEASE)
+		return lk__lease_check(lk);
+	return 0;
+}
+
+LK_API uint64_t lk_lock_remaining_ms(const struct lk_lock *lk)
+{
+	if (!lk || !lk__forkguard_ok(&lk->st->fg) ||
+	    !atomic_load(&((struct lk_lock *)lk)->token))
+		return 0;
+	if (lk->mode == LK_MODE_LEASE)
+		return lk__lease_remaining_ms(lk);
+	return UINT64_MAX;
+}
+
+LK_API int lk_lock_lease_params(const struct lk_lock *lk, struct lk_lease_params *ret)
+{
+	if (!lk || !ret || lk->mode != LK_MODE_LEASE)
+		return -EINVAL;
+	return lk__lease_params(lk, ret);
 }
 
 LK_API void lk_lock_close(struct lk_lock *lk)
@@ -218,9 +267,19 @@ LK_API void lk_lock_close(struct lk_lock *lk)
 	 * closing its descriptor leaves the parent's open file description, and
 	 * with it the lock, in place.
 	 */
-	if (lk__forkguard_ok(&lk->st->fg) && atomic_load(&lk->token))
-		lk->st->be->klock_release(lk->bk, NULL);
-	lk->st->be->klock_close(lk->bk);
+	if (lk->mode == LK_MODE_LEASE) {
+		if (lk__forkguard_ok(&lk->st->fg)) {
+			struct lk_err err;
+
+			if (atomic_load(&lk->token))
+				lk__lease_release(lk, &err);
+			lk__lease_close(lk);
+		}
+	} else {
+		if (lk__forkguard_ok(&lk->st->fg) && atomic_load(&lk->token))
+			lk->st->be->klock_release(lk->bk, NULL);
+		lk->st->be->klock_close(lk->bk);
+	}
 	lk__waiter_destroy(&lk->waiter);
 	free(lk);
 }

@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "engine.h"
 #include "internal.h"
 
 static const struct lk_backend *const backends[] = {
@@ -88,7 +90,15 @@ LK_API int lk_store_open_err(const char *url, const struct lk_store_opts *opts,
 		goto fail;
 	}
 	lk__forkguard_init(&st->fg);
+	pthread_mutex_init(&st->engine_mu, NULL);
 	lk__hostname(st->host, sizeof(st->host));
+	{
+		struct stat ns;
+
+		/* containers share the boot id but not pids: the pid namespace
+		 * completes the host identity used by the same-host fast path */
+		st->pidns = stat("/proc/self/ns/pid", &ns) == 0 ? (uint64_t)ns.st_ino : 0;
+	}
 	if (lk__read_boot_id(st->boot_id) < 0) {
 		/* Without a boot id every acquisition is treated as the first of a
 		 * boot: tokens stay safe, each acquisition costs a sync. */
@@ -122,6 +132,8 @@ LK_API void lk_store_close(struct lk_store *st)
 {
 	if (!st)
 		return;
+	if (st->engine && lk__forkguard_ok(&st->fg))
+		lk__engine_free(st->engine);
 	if (st->bs)
 		st->be->store_close(st->bs);
 	lk__forkguard_free(&st->fg);
@@ -138,6 +150,13 @@ LK_API const char *lk_store_errmsg(const struct lk_store *st)
 LK_API const char *lk_store_path(const struct lk_store *st)
 {
 	return st ? st->path : NULL;
+}
+
+LK_API const char *lk_store_engine(const struct lk_store *st)
+{
+	if (!st || !st->engine)
+		return "none";
+	return st->engine->ops->name;
 }
 
 static void store_fail(struct lk_store *st, const struct lk_err *e, int r)
@@ -171,10 +190,15 @@ LK_API int lk_lock_status(struct lk_store *st, const char *name, struct lk_statu
 		return 0;
 	}
 	if (r == LK_ENTRY_LEASE) {
-		lk__err_set(&err, "lock %s is a lease-mode lock, which this version cannot read",
-			    name);
-		r = -EOPNOTSUPP;
-		goto fail;
+		if (!(st->be->caps & LK_CAP_LEASE)) {
+			r = -EOPNOTSUPP;
+			goto fail;
+		}
+		r = lk__lease_status(st, name, &s, &err);
+		if (r < 0)
+			goto fail;
+		*ret = s;
+		return 0;
 	}
 	if (!st->be->klock_status) {
 		r = -EOPNOTSUPP;

@@ -41,8 +41,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,6 +75,11 @@ struct lk__posix_sys lk__posix_sys = {
 	.munmap = munmap,
 	.msync = msync,
 	.mkdir = mkdir,
+	.mkdirat = mkdirat,
+	.linkat = linkat,
+	.renameat = renameat,
+	.unlinkat = unlinkat,
+	.fsync = fsync,
 };
 
 #define SYS lk__posix_sys
@@ -601,11 +608,376 @@ out:
 	return r;
 }
 
+/* ------------------------------------------------------------------------
+ * Lease mode: namespace operations.
+ *
+ * Paths are "<lock>" or "<lock>/<entry>". The lock directory is opened with
+ * O_NOFOLLOW | O_DIRECTORY and every operation is made relative to that
+ * descriptor, so a symbolic link planted in place of a lock directory is
+ * refused instead of followed (O_NOFOLLOW alone protects only the last
+ * component of a path).
+ */
+
+struct at {
+	int dfd;
+	int close;
+	const char *base;
+};
+
+static int at_open(struct posix_store *ps, const char *path, struct at *ret, struct lk_err *err)
+{
+	const char *slash = strchr(path, '/');
+	char dir[LK_NAME_MAX + 1];
+	size_t n;
+
+	ret->dfd = ps->dfd;
+	ret->close = 0;
+	ret->base = path;
+	if (!slash)
+		return 0;
+	n = (size_t)(slash - path);
+	if (n >= sizeof(dir) || strchr(slash + 1, '/'))
+		return -EINVAL;
+	memcpy(dir, path, n);
+	dir[n] = 0;
+	ret->dfd = SYS.openat(ps->dfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (ret->dfd < 0) {
+		int e = errno;
+
+		if (e == ELOOP || e == ENOTDIR)
+			lk__err_set(err, "lock %s is not a directory (or is a symbolic link)", dir);
+		return -e;
+	}
+	ret->close = 1;
+	ret->base = slash + 1;
+	return 0;
+}
+
+static void at_close(struct at *a)
+{
+	if (a->close)
+		SYS.close(a->dfd);
+}
+
+static int posix_is_network(struct lk_bstore *bs)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct statfs sf;
+
+	if (fstatfs(ps->dfd, &sf) < 0)
+		return 0;
+	switch ((unsigned long)sf.f_type) {
+	case 0x6969UL:     /* NFS */
+	case 0x517bUL:     /* SMB */
+	case 0xff534d42UL: /* CIFS */
+	case 0xfe534d42UL: /* SMB2 */
+	case 0x00c36400UL: /* Ceph */
+	case 0x65735546UL: /* FUSE (sshfs and friends) */
+	case 0x5346414fUL: /* AFS */
+	case 0x01161970UL: /* GFS2 */
+	case 0x7461636fUL: /* OCFS2 */
+	case 0x01021997UL: /* 9P */
+	case 0x0bd00bd0UL: /* Lustre */
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int posix_mkdir(struct lk_bstore *bs, const char *path, struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct at a;
+	int r = at_open(ps, path, &a, err);
+
+	if (r < 0)
+		return r;
+	r = SYS.mkdirat(a.dfd, a.base, 0700 | (ps->file_mode & 0070 ? 0070 : 0)) < 0 ? -errno : 0;
+	at_close(&a);
+	return r;
+}
+
+static int posix_rmdir(struct lk_bstore *bs, const char *path, struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct at a;
+	int r = at_open(ps, path, &a, err);
+
+	if (r < 0)
+		return r;
+	r = SYS.unlinkat(a.dfd, a.base, AT_REMOVEDIR) < 0 ? -errno : 0;
+	at_close(&a);
+	return r;
+}
+
+static int posix_write_new(struct lk_bstore *bs, const char *path, const void *buf, size_t len,
+			   uint64_t *ret_fileid, struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct stat st;
+	struct at a;
+	ssize_t n;
+	int fd, r = at_open(ps, path, &a, err);
+
+	if (r < 0)
+		return r;
+	fd = SYS.openat(a.dfd, a.base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			ps->file_mode);
+	if (fd < 0) {
+		r = -errno;
+		lk__err_set(err, "cannot create %s: %s", path, strerror(-r));
+		goto out;
+	}
+	n = SYS.pwrite(fd, buf, len, 0);
+	if (n != (ssize_t)len) {
+		r = n < 0 ? -errno : -ENOSPC;
+		lk__err_set(err, "cannot write %s: %s", path, strerror(-r));
+	} else if (SYS.fsync(fd) < 0) {
+		r = -errno;
+		lk__err_set(err, "cannot sync %s: %s", path, strerror(-r));
+	} else if (SYS.fstat(fd, &st) < 0) {
+		r = -errno;
+	} else {
+		*ret_fileid = (uint64_t)st.st_ino;
+	}
+	SYS.close(fd);
+	if (r < 0)
+		SYS.unlinkat(a.dfd, a.base, 0);
+out:
+	at_close(&a);
+	return r;
+}
+
+static int posix_link(struct lk_bstore *bs, const char *from, const char *to, struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct at a, b;
+	int r = at_open(ps, from, &a, err);
+
+	if (r < 0)
+		return r;
+	r = at_open(ps, to, &b, err);
+	if (r < 0) {
+		at_close(&a);
+		return r;
+	}
+	r = SYS.linkat(a.dfd, a.base, b.dfd, b.base, 0) < 0 ? -errno : 0;
+	if (r < 0 && r != -EEXIST)
+		lk__err_set(err, "cannot link %s to %s: %s", from, to, strerror(-r));
+	at_close(&b);
+	at_close(&a);
+	return r;
+}
+
+static int posix_rename(struct lk_bstore *bs, const char *from, const char *to,
+			struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct at a, b;
+	int r = at_open(ps, from, &a, err);
+
+	if (r < 0)
+		return r;
+	r = at_open(ps, to, &b, err);
+	if (r < 0) {
+		at_close(&a);
+		return r;
+	}
+	/* Never replace: where the filesystem can say so, ask it. */
+	r = renameat2(a.dfd, a.base, b.dfd, b.base, RENAME_NOREPLACE) < 0 ? -errno : 0;
+	if (r == -EINVAL || r == -ENOSYS)
+		r = SYS.renameat(a.dfd, a.base, b.dfd, b.base) < 0 ? -errno : 0;
+	if (r == -ENOTEMPTY)
+		r = -EEXIST;
+	at_close(&b);
+	at_close(&a);
+	return r;
+}
+
+static int posix_unlink(struct lk_bstore *bs, const char *path, struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct at a;
+	int r = at_open(ps, path, &a, err);
+
+	if (r < 0)
+		return r;
+	r = SYS.unlinkat(a.dfd, a.base, 0) < 0 ? -errno : 0;
+	at_close(&a);
+	return r;
+}
+
+static int posix_read(struct lk_bstore *bs, const char *path, void *buf, size_t len,
+		      uint64_t *ret_fileid, struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct stat st;
+	struct at a;
+	ssize_t n;
+	int fd, r = at_open(ps, path, &a, err);
+
+	if (r < 0)
+		return r;
+	fd = SYS.openat(a.dfd, a.base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0);
+	if (fd < 0) {
+		r = -errno;
+		if (r == -ELOOP)
+			lk__err_set(err, "%s is a symbolic link; refusing to follow it", path);
+		goto out;
+	}
+	if (SYS.fstat(fd, &st) < 0) {
+		r = -errno;
+	} else if (!S_ISREG(st.st_mode)) {
+		lk__err_set(err, "%s is not a regular file", path);
+		r = -EBADMSG;
+	} else {
+		n = SYS.pread(fd, buf, len, 0);
+		r = n < 0 ? -errno : (int)n;
+		if (ret_fileid)
+			*ret_fileid = (uint64_t)st.st_ino;
+	}
+	SYS.close(fd);
+out:
+	at_close(&a);
+	return r;
+}
+
+static int posix_stat(struct lk_bstore *bs, const char *path, uint64_t *ret_fileid,
+		      struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct stat st;
+	struct at a;
+	int r = at_open(ps, path, &a, err);
+
+	if (r < 0)
+		return r;
+	r = SYS.fstatat(a.dfd, a.base, &st, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	if (r == 0 && ret_fileid)
+		*ret_fileid = (uint64_t)st.st_ino;
+	at_close(&a);
+	return r;
+}
+
+static int posix_readdir(struct lk_bstore *bs, const char *path, lk_list_fn fn, void *userdata,
+			 struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct dirent *de;
+	DIR *d;
+	int fd, r = 0;
+
+	fd = SYS.openat(ps->dfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd < 0) {
+		r = -errno;
+		if (r == -ELOOP || r == -ENOTDIR)
+			lk__err_set(err, "lock %s is not a directory (or is a symbolic link)", path);
+		return r;
+	}
+	d = fdopendir(fd);
+	if (!d) {
+		r = -errno;
+		SYS.close(fd);
+		return r;
+	}
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		r = fn(de->d_name, userdata);
+		if (r)
+			break;
+	}
+	closedir(d);
+	return r;
+}
+
+static int posix_open_record(struct lk_bstore *bs, const char *dir, const char *name,
+			     struct lk_bfile **ret, struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct lk_bfile *f;
+	struct stat st;
+	int r;
+
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->bs = bs;
+	f->fd = -1;
+	f->dirfd = SYS.openat(ps->dfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (f->dirfd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	f->fd = SYS.openat(f->dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0);
+	if (f->fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (SYS.fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		r = -EBADMSG;
+		goto fail;
+	}
+	*ret = f;
+	return 0;
+fail:
+	lk__err_set(err, "cannot open record %s/%s: %s", dir, name, strerror(-r));
+	if (f->fd >= 0)
+		SYS.close(f->fd);
+	if (f->dirfd >= 0)
+		SYS.close(f->dirfd);
+	free(f);
+	return r;
+}
+
+static int posix_write_record(struct lk_bfile *f, const void *buf, size_t len, struct lk_err *err)
+{
+	ssize_t n = SYS.pwrite(f->fd, buf, len, 0);
+
+	if (n == (ssize_t)len)
+		return 0;
+	n = n < 0 ? -errno : -EIO;
+	lk__err_set(err, "cannot write lease record: %s", strerror((int)-n));
+	return (int)n;
+}
+
+static void posix_close_record(struct lk_bfile *f)
+{
+	if (!f)
+		return;
+	if (f->fd >= 0)
+		SYS.close(f->fd);
+	if (f->dirfd >= 0)
+		SYS.close(f->dirfd);
+	free(f);
+}
+
+static int posix_watch(struct lk_bstore *bs, const char *path, struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	char p[64 + LK_NAME_MAX];
+	int fd;
+
+	fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	snprintf(p, sizeof(p), "/proc/self/fd/%d/%s", ps->dfd, path);
+	if (inotify_add_watch(fd, p,
+			      IN_CREATE | IN_MODIFY | IN_MOVED_TO | IN_DELETE | IN_CLOSE_WRITE |
+				      IN_ATTRIB | IN_DONT_FOLLOW | IN_ONLYDIR) < 0) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
 const struct lk_backend lk__posix_backend = {
 	.version = LK_BACKEND_VERSION,
 	.name = "posix",
 	.scheme = "file",
-	.caps = LK_CAP_KERNEL_LOCKS | LK_CAP_LOCAL,
+	.caps = LK_CAP_KERNEL_LOCKS | LK_CAP_LEASE | LK_CAP_LOCAL,
 	.store_open = posix_store_open,
 	.store_close = posix_store_close,
 	.list = posix_list,
@@ -615,4 +987,18 @@ const struct lk_backend lk__posix_backend = {
 	.klock_release = posix_klock_release,
 	.klock_close = posix_klock_close,
 	.klock_status = posix_klock_status,
+	.is_network = posix_is_network,
+	.mkdir = posix_mkdir,
+	.rmdir = posix_rmdir,
+	.write_new = posix_write_new,
+	.link = posix_link,
+	.rename = posix_rename,
+	.unlink = posix_unlink,
+	.read = posix_read,
+	.stat = posix_stat,
+	.readdir = posix_readdir,
+	.open_record = posix_open_record,
+	.write_record = posix_write_record,
+	.close_record = posix_close_record,
+	.watch = posix_watch,
 };

@@ -23,6 +23,11 @@ struct lk__posix_sys {
 	int (*munmap)(void *addr, size_t len);
 	int (*msync)(void *addr, size_t len, int flags);
 	int (*mkdir)(const char *path, mode_t mode);
+	int (*mkdirat)(int dfd, const char *path, mode_t mode);
+	int (*linkat)(int ofd, const char *from, int nfd, const char *to, int flags);
+	int (*renameat)(int ofd, const char *from, int nfd, const char *to);
+	int (*unlinkat)(int dfd, const char *path, int flags);
+	int (*fsync)(int fd);
 };
 
 extern struct lk__posix_sys lk__posix_sys;

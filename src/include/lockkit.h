@@ -10,7 +10,8 @@
  *   -EWOULDBLOCK  the lock is held by someone else (try acquire)
  *   -ETIMEDOUT    a timed acquire ran out of time
  *   -ECANCELED    a blocked acquire was cancelled with lk_lock_cancel()
- *   -ENOLCK       the handle does not hold the lock
+ *   -ENOLCK       the handle does not hold the lock (or its lease was lost)
+ *   -ESTALE       a lease was superseded by a newer generation (on_lost reason)
  *   -EINVAL       bad name, URL, option or a foreign file where a lock lives
  *   -EOPNOTSUPP   the store or mode cannot do what was asked
  *   -EPROTONOSUPPORT  a store URL scheme this build does not support
@@ -125,14 +126,24 @@ LK_API const char *lk_store_errmsg(const struct lk_store *st);
 /* The directory path the store lives in (borrowed, valid until close). */
 LK_API const char *lk_store_path(const struct lk_store *st);
 
+/*
+ * The heartbeat engine that renews this store's leases: "io_uring",
+ * "thread" (the fallback: blocking I/O on a worker thread, never on the
+ * timer thread), or "none" before any lease was acquired. The io_uring
+ * engine is probed at start; LOCKKIT_NO_URING=1 in the environment forces
+ * the fallback.
+ */
+LK_API const char *lk_store_engine(const struct lk_store *st);
+
 /* ------------------------------------------------------------------------
  * Locks
  */
 
 enum lk_mode {
-	LK_MODE_AUTO = 0,   /* adopt the mode of an existing lock; kernel mode for new names */
+	LK_MODE_AUTO = 0,   /* adopt the mode of an existing lock; for a new name kernel mode
+			     * on local filesystems, lease mode on network filesystems */
 	LK_MODE_KERNEL = 1, /* OFD locks: the kernel arbitrates, a crash frees at once */
-	LK_MODE_LEASE = 2,  /* lease files with a TTL on shared storage (not in this version) */
+	LK_MODE_LEASE = 2,  /* lease files with a TTL and a heartbeat, for shared storage */
 };
 
 /* lk_lock_opts.flags */
@@ -140,17 +151,37 @@ enum lk_mode {
 
 #define LK_OWNER_MAX 63 /* longest owner label kept, in bytes */
 
+/*
+ * Called from the store's heartbeat engine when a lease is lost: at the
+ * holder's deadline when renewals did not get through (reason -ETIMEDOUT),
+ * or as soon as a renewal finds a newer generation, i.e. the lease was broken
+ * or taken over (reason -ESTALE). The deadline falls a margin before the
+ * earliest moment anyone else may take the lease, so stop acting on the
+ * protected resource here. Do not close or release the lock from inside
+ * the callback; lk_lock_check() and lk_lock_token() are fine.
+ */
+typedef void (*lk_lost_fn)(struct lk_lock *lk, int reason, void *userdata);
+
 struct lk_lock_opts {
 	uint32_t size;       /* sizeof(struct lk_lock_opts); set by the initializer */
 	uint32_t flags;      /* LK_LOCK_* */
 	enum lk_mode mode;   /* LK_MODE_* */
 	const char *owner;   /* label shown to others (NULL: the program's name) */
+	/* Lease mode only (0 means the default): */
+	uint64_t ttl_ms;     /* lease duration T: 10000; at least 1000 */
+	uint64_t renew_ms;   /* renewal interval: T/4; at most T/2 */
+	uint32_t rho_ppm;    /* bound on clock-rate error between hosts: 10000 (1%) */
+	lk_lost_fn on_lost;  /* NULL: none; see lk_lost_fn */
+	void *userdata;      /* passed to on_lost */
+	int32_t pid;         /* process whose death ends the hold at once for observers on
+			      * this host (same-host fast path); 0: the caller */
 };
 
 #define LK_LOCK_OPTS_INIT                                                      \
 	{                                                                          \
 		.size = sizeof(struct lk_lock_opts), .flags = 0,                       \
-		.mode = LK_MODE_AUTO, .owner = NULL                                    \
+		.mode = LK_MODE_AUTO, .owner = NULL, .ttl_ms = 0, .renew_ms = 0,       \
+		.rho_ppm = 0, .on_lost = NULL, .userdata = NULL, .pid = 0              \
 	}
 
 /*
@@ -185,8 +216,28 @@ LK_API int lk_lock_cancel(struct lk_lock *lk);
 /* Token of the current hold, 0 when not held. */
 LK_API uint64_t lk_lock_token(const struct lk_lock *lk);
 
-/* 0 while held; -ENOLCK when not held; -ECHILD in a forked child. */
+/*
+ * 0 while held; -ENOLCK when not held or when a lease was lost; -ECHILD in a
+ * forked child. In lease mode it reads the clock itself: it fails from the
+ * holder's deadline on, even if the heartbeat engine has not run yet.
+ */
 LK_API int lk_lock_check(struct lk_lock *lk);
+
+/*
+ * Lease mode: milliseconds until the holder's deadline (0 when not held or
+ * lost). Kernel mode: UINT64_MAX while held, 0 otherwise.
+ */
+LK_API uint64_t lk_lock_remaining_ms(const struct lk_lock *lk);
+
+/* The lease parameters in force for this handle (ttl, renew interval,
+ * rho, margin), 0 on success; -EINVAL for kernel-mode handles. */
+struct lk_lease_params {
+	uint64_t ttl_ms;
+	uint64_t renew_ms;
+	uint32_t rho_ppm;
+	uint64_t margin_ms; /* time between the holder's deadline and the earliest takeover */
+};
+LK_API int lk_lock_lease_params(const struct lk_lock *lk, struct lk_lease_params *ret);
 
 /* Close the handle, releasing the lock if held. NULL is a no-op. */
 LK_API void lk_lock_close(struct lk_lock *lk);
@@ -216,6 +267,13 @@ struct lk_status {
 	int exists;          /* 1 when the name has ever been used in this store */
 	uint64_t token;      /* token of the current hold, or of the last one when free */
 	struct lk_holder holder; /* the (latest) holder; valid when token != 0 */
+	/* Lease mode only: */
+	uint64_t ttl_ms;     /* the holder's TTL */
+	int released;        /* the last holder released it */
+	int broken;          /* ended by an administrative break */
+	int expired;         /* the holder is known dead (same host), or its last
+			      * renewal is older than TTL by the wall clock: advisory */
+	int64_t renew_age_ms; /* age of the last renewal by the wall clocks (advisory) */
 };
 
 /*

@@ -56,6 +56,18 @@ struct lk_bklock {
 	struct lk_bstore *bs;
 };
 
+/*
+ * An open lease record, rewritten in place by renewals. fd and dirfd are
+ * real descriptors (the record and its lock directory) when the backend is
+ * file-descriptor based, so that the heartbeat engine can issue the I/O
+ * itself (io_uring); -1 otherwise.
+ */
+struct lk_bfile {
+	struct lk_bstore *bs;
+	int fd;
+	int dirfd;
+};
+
 /* Parsed store location handed to a backend's store_open. */
 struct lk_url {
 	const char *scheme; /* "file", "nfs" */
@@ -104,6 +116,44 @@ struct lk_backend {
 	void (*klock_close)(struct lk_bklock *k);
 	int (*klock_status)(struct lk_bstore *bs, const char *name, struct lk_status *ret,
 			    struct lk_err *err);
+
+	/*
+	 * Lease mode (LK_CAP_LEASE): the storage's atomic namespace operations.
+	 * Paths are relative to the store and use '/' between a lock directory
+	 * and its entries. Every call is synchronous and bounded by the backend's
+	 * own I/O deadline; none follows symbolic links.
+	 */
+	/* 1 when the store's filesystem is shared over a network, 0 if local. */
+	int (*is_network)(struct lk_bstore *bs);
+	int (*mkdir)(struct lk_bstore *bs, const char *path, struct lk_err *err);
+	int (*rmdir)(struct lk_bstore *bs, const char *path, struct lk_err *err);
+	/* Create path exclusively with buf as its content, stable on storage
+	 * before returning; *ret_fileid identifies the file (inode). */
+	int (*write_new)(struct lk_bstore *bs, const char *path, const void *buf, size_t len,
+			 uint64_t *ret_fileid, struct lk_err *err);
+	/* link(2): -EEXIST when to exists (callers check file ids: a retransmitted
+	 * link can report EEXIST for its own success). */
+	int (*link)(struct lk_bstore *bs, const char *from, const char *to, struct lk_err *err);
+	/* rename(2); for directories it fails when to exists and is not empty. */
+	int (*rename)(struct lk_bstore *bs, const char *from, const char *to, struct lk_err *err);
+	int (*unlink)(struct lk_bstore *bs, const char *path, struct lk_err *err);
+	/* Read up to len bytes from the start of path; returns the byte count. */
+	int (*read)(struct lk_bstore *bs, const char *path, void *buf, size_t len,
+		    uint64_t *ret_fileid, struct lk_err *err);
+	/* 0 and the file id if path exists, -ENOENT if not. */
+	int (*stat)(struct lk_bstore *bs, const char *path, uint64_t *ret_fileid,
+		    struct lk_err *err);
+	/* Call fn for every entry of directory path except "." and "..". */
+	int (*readdir)(struct lk_bstore *bs, const char *path, lk_list_fn fn, void *userdata,
+		       struct lk_err *err);
+	int (*open_record)(struct lk_bstore *bs, const char *dir, const char *name,
+			   struct lk_bfile **ret, struct lk_err *err);
+	/* Write len bytes at offset 0 of an open record. */
+	int (*write_record)(struct lk_bfile *f, const void *buf, size_t len, struct lk_err *err);
+	void (*close_record)(struct lk_bfile *f);
+	/* A descriptor that becomes readable when directory path changes
+	 * (inotify), or -EOPNOTSUPP; the caller closes it. */
+	int (*watch)(struct lk_bstore *bs, const char *path, struct lk_err *err);
 };
 
 #ifdef __cplusplus

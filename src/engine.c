@@ -1,0 +1,441 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The heartbeat engine: one thread per store that renews every lease the
+ * store's handles hold, and declares a lease lost at its holder's deadline.
+ *
+ * The one promise that matters here is that storage which stops answering
+ * cannot delay a step-down. So the engine thread itself never blocks in a
+ * syscall on the storage path: on io_uring (engine_uring.c) the renewal
+ * write and the probe for a newer generation are submitted asynchronously
+ * with linked timeouts; the fallback (below, for kernels or containers
+ * without io_uring) hands them to a worker thread and only waits on an
+ * eventfd with a timeout. Either way the deadline check runs on time.
+ *
+ * The timing rules (docs/protocol.md, "holder rule"):
+ *  - t_submit is read before a renewal's requests are sent; a renewal that
+ *    succeeds moves the deadline to t_submit + T*(1-rho) - margin.
+ *  - A renewal that completes at or after the deadline then in force is
+ *    ignored: once the deadline has passed the lease is lost for good.
+ *  - At most one write is in flight per lease: a write abandoned by a timeout
+ *    could otherwise land after a newer one and roll the record back.
+ *  - A renewal counts only if the probe shows that g.<N+1> does not exist;
+ *    if it does, someone broke or took over the lease: lost at once.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+static void cond_init_mono(pthread_cond_t *cv)
+{
+	pthread_condattr_t a;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &a);
+	pthread_condattr_destroy(&a);
+}
+
+static void unlink_lease(struct lk__engine *e, struct lk__lease *l)
+{
+	for (struct lk__lease **p = &e->leases; *p; p = &(*p)->next) {
+		if (*p == l) {
+			*p = l->next;
+			l->next = NULL;
+			return;
+		}
+	}
+}
+
+/* Mark l lost and run its callback without the mutex. Returns 1 if the
+ * mutex was dropped (the caller must restart any list walk). */
+static int mark_lost(struct lk__engine *e, struct lk__lease *l, int reason)
+{
+	int expected = 0;
+
+	if (!atomic_compare_exchange_strong(&l->lost, &expected, reason))
+		return 0;
+	pthread_cond_broadcast(&e->cv);
+	if (!l->on_lost || !l->lk)
+		return 0;
+	l->in_callback = 1;
+	pthread_mutex_unlock(&e->mu);
+	l->on_lost(l->lk, reason, l->userdata);
+	pthread_mutex_lock(&e->mu);
+	l->in_callback = 0;
+	pthread_cond_broadcast(&e->cv);
+	return 1;
+}
+
+static void start_renewal(struct lk__engine *e, struct lk__lease *l, int64_t now)
+{
+	l->rec.counter++;
+	l->rec.wall_ns = lk__realtime_ns();
+	lk__lrec_encode(&l->rec, l->wbuf);
+	l->pending = 2;
+	l->write_res = l->probe_res = 1;
+	l->t_submit = lk__boottime_ns();
+	l->next_renew = now + l->renew_ns;
+	e->ops->submit(e, l);
+}
+
+void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, int res)
+{
+	int64_t now, dl;
+
+	if (which == LK_IO_WRITE)
+		l->write_res = res;
+	else
+		l->probe_res = res;
+	if (--l->pending > 0)
+		return;
+	pthread_cond_broadcast(&e->cv);
+	if (l->orphan) {
+		unlink_lease(e, l);
+		if (e->ops->lease_gone)
+			e->ops->lease_gone(e, l);
+		lk__lease_free(l);
+		return;
+	}
+	if (!l->registered || atomic_load(&l->lost))
+		return;
+	now = lk__boottime_ns();
+	dl = atomic_load(&l->deadline_ns);
+	if (now >= dl) {
+		/* too late: no late reply revives a lease */
+		l->late++;
+		return;
+	}
+	if (l->probe_res == 0) {
+		/* g.<N+1> exists: broken or taken over. Caller of io_done holds
+		 * the mutex; the callback runs from the engine loop. */
+		l->stale = 1;
+		return;
+	}
+	if (l->write_res == (int)LK_LREC_SIZE && l->probe_res == -ENOENT) {
+		int64_t ndl = l->t_submit + l->ttl_ns - l->ttl_ns / 1000000 * l->rho_ppm - l->margin_ns;
+
+		if (ndl > dl)
+			atomic_store(&l->deadline_ns, ndl);
+		l->renewals++;
+		return;
+	}
+	/* EIO, a timeout, a short write: try again soon, until the deadline */
+	l->failures++;
+	l->next_renew = now + l->renew_ns / 4;
+}
+
+static void *engine_main(void *arg)
+{
+	struct lk__engine *e = arg;
+
+	pthread_mutex_lock(&e->mu);
+	while (!e->stop) {
+		int64_t now = lk__boottime_ns(), next = now + 1000000000;
+		struct lk__lease *l;
+again:
+		for (l = e->leases; l; l = l->next) {
+			int64_t dl;
+			int lost;
+
+			if (l->orphan || !l->registered)
+				continue;
+			dl = atomic_load(&l->deadline_ns);
+			lost = atomic_load(&l->lost);
+			if (lost)
+				continue;
+			if (l->stale) {
+				/* a renewal's probe found a newer generation */
+				if (mark_lost(e, l, -ESTALE))
+					goto again;
+				continue;
+			}
+			if (now >= dl) {
+				if (mark_lost(e, l, -ETIMEDOUT))
+					goto again;
+				continue;
+			}
+			if (!l->pending && now >= l->next_renew)
+				start_renewal(e, l, now);
+			if (dl < next)
+				next = dl;
+			if (!l->pending && l->next_renew < next)
+				next = l->next_renew;
+		}
+		pthread_mutex_unlock(&e->mu);
+		e->ops->wait(e, next);
+		pthread_mutex_lock(&e->mu);
+	}
+	pthread_mutex_unlock(&e->mu);
+	return NULL;
+}
+
+int lk__engine_get(struct lk_store *st, struct lk__engine **ret)
+{
+	struct lk__engine *e;
+	const char *no = getenv("LOCKKIT_NO_URING");
+	int r = 0;
+
+	pthread_mutex_lock(&st->engine_mu);
+	if (st->engine) {
+		*ret = st->engine;
+		goto out;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		r = -ENOMEM;
+		goto out;
+	}
+	e->st = st;
+	pthread_mutex_init(&e->mu, NULL);
+	cond_init_mono(&e->cv);
+	r = -EOPNOTSUPP;
+#ifdef LK_HAVE_URING
+	if (!(no && *no && strcmp(no, "0"))) {
+		e->ops = &lk__engine_uring_ops;
+		r = e->ops->init(e);
+	}
+#else
+	(void)no;
+#endif
+	if (r < 0) {
+		e->ops = &lk__engine_thread_ops;
+		r = e->ops->init(e);
+	}
+	if (r < 0)
+		goto fail;
+	r = -pthread_create(&e->thread, NULL, engine_main, e);
+	if (r < 0) {
+		e->ops->fini(e);
+		goto fail;
+	}
+	st->engine = e;
+	*ret = e;
+	goto out;
+fail:
+	pthread_cond_destroy(&e->cv);
+	pthread_mutex_destroy(&e->mu);
+	free(e);
+out:
+	pthread_mutex_unlock(&st->engine_mu);
+	return r;
+}
+
+void lk__engine_free(struct lk__engine *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->mu);
+	e->stop = 1;
+	pthread_mutex_unlock(&e->mu);
+	e->ops->wake(e);
+	pthread_join(e->thread, NULL);
+	e->ops->fini(e);
+	while (e->leases) {
+		struct lk__lease *l = e->leases;
+
+		e->leases = l->next;
+		if (l->orphan)
+			lk__lease_free(l);
+	}
+	pthread_cond_destroy(&e->cv);
+	pthread_mutex_destroy(&e->mu);
+	free(e);
+}
+
+void lk__engine_add(struct lk__engine *e, struct lk__lease *l)
+{
+	pthread_mutex_lock(&e->mu);
+	l->registered = 1;
+	l->pending = 0;
+	l->orphan = 0;
+	l->stale = 0;
+	l->failures = 0;
+	l->next_renew = lk__boottime_ns() + l->renew_ns;
+	l->next = e->leases;
+	e->leases = l;
+	pthread_mutex_unlock(&e->mu);
+	e->ops->wake(e);
+}
+
+int lk__engine_remove(struct lk__engine *e, struct lk__lease *l)
+{
+	pthread_mutex_lock(&e->mu);
+	l->registered = 0;
+	while (l->pending || l->in_callback) {
+		int64_t dl = atomic_load(&l->deadline_ns), now = lk__boottime_ns();
+		struct timespec ts;
+		int64_t until;
+
+		if (!l->in_callback && now >= dl) {
+			/* the write never came back in time: hand l to the engine */
+			l->orphan = 1;
+			pthread_mutex_unlock(&e->mu);
+			return 0;
+		}
+		until = lk__monotonic_ns() + (dl - now < 50000000 ? dl - now : 50000000);
+		ts.tv_sec = until / 1000000000;
+		ts.tv_nsec = until % 1000000000;
+		pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+	}
+	unlink_lease(e, l);
+	if (e->ops->lease_gone)
+		e->ops->lease_gone(e, l);
+	pthread_mutex_unlock(&e->mu);
+	return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * The fallback engine: blocking I/O on a worker thread, never on the timer
+ * thread. If storage hangs, the worker hangs with it, and the timer thread
+ * still declares the lease lost on time.
+ */
+
+struct lk__engine_sys lk__engine_sys = {
+	.pwrite = pwrite,
+	.fstatat = fstatat,
+};
+
+struct tengine {
+	int evfd;
+	pthread_t worker;
+	pthread_cond_t wcv;
+	int stop;
+	struct lk__lease *queue[256];
+	int head, tail;
+};
+
+static void *worker_main(void *arg)
+{
+	struct lk__engine *e = arg;
+	struct tengine *t = e->impl;
+
+	pthread_mutex_lock(&e->mu);
+	for (;;) {
+		struct lk__lease *l;
+		uint8_t buf[LK_LREC_SIZE];
+		char probe[LK_GEN_NAME_LEN + 1];
+		int fd, dfd, wres, pres;
+		struct stat st;
+		ssize_t n;
+		uint64_t one = 1;
+
+		while (!t->stop && t->head == t->tail)
+			pthread_cond_wait(&t->wcv, &e->mu);
+		if (t->stop)
+			break;
+		l = t->queue[t->head++ % 256];
+		memcpy(buf, l->wbuf, sizeof(buf));
+		memcpy(probe, l->probe, sizeof(probe));
+		fd = l->f->fd;
+		dfd = l->f->dirfd;
+		pthread_mutex_unlock(&e->mu);
+
+		n = lk__engine_sys.pwrite(fd, buf, sizeof(buf), 0);
+		wres = n < 0 ? -errno : (int)n;
+		pres = lk__engine_sys.fstatat(dfd, probe, &st, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+
+		pthread_mutex_lock(&e->mu);
+		lk__engine_io_done(e, l, LK_IO_WRITE, wres);
+		lk__engine_io_done(e, l, LK_IO_PROBE, pres);
+		if (write(t->evfd, &one, sizeof(one)) < 0) {
+			/* an eventfd write only fails on overflow: already awake */
+		}
+	}
+	pthread_mutex_unlock(&e->mu);
+	return NULL;
+}
+
+static int tengine_init(struct lk__engine *e)
+{
+	struct tengine *t = calloc(1, sizeof(*t));
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	t->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (t->evfd < 0) {
+		free(t);
+		return -errno;
+	}
+	pthread_cond_init(&t->wcv, NULL);
+	e->impl = t;
+	r = -pthread_create(&t->worker, NULL, worker_main, e);
+	if (r < 0) {
+		close(t->evfd);
+		free(t);
+		e->impl = NULL;
+	}
+	return r;
+}
+
+static void tengine_fini(struct lk__engine *e)
+{
+	struct tengine *t = e->impl;
+
+	pthread_mutex_lock(&e->mu);
+	t->stop = 1;
+	pthread_cond_broadcast(&t->wcv);
+	pthread_mutex_unlock(&e->mu);
+	/* A worker stuck in a syscall on dead storage cannot be joined. */
+	if (pthread_tryjoin_np(t->worker, NULL) != 0) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		if (pthread_timedjoin_np(t->worker, NULL, &ts) != 0) {
+			pthread_detach(t->worker);
+			return; /* leak t: the worker may still touch it */
+		}
+	}
+	close(t->evfd);
+	pthread_cond_destroy(&t->wcv);
+	free(t);
+}
+
+static void tengine_submit(struct lk__engine *e, struct lk__lease *l)
+{
+	struct tengine *t = e->impl;
+
+	t->queue[t->tail++ % 256] = l;
+	pthread_cond_signal(&t->wcv);
+}
+
+static void tengine_wait(struct lk__engine *e, int64_t until_ns)
+{
+	struct tengine *t = e->impl;
+	struct pollfd pfd = { t->evfd, POLLIN, 0 };
+	int64_t left = until_ns - lk__boottime_ns();
+	uint64_t v;
+
+	if (left > 0 && poll(&pfd, 1, (int)((left + 999999) / 1000000)) > 0)
+		while (read(t->evfd, &v, sizeof(v)) > 0)
+			;
+}
+
+static void tengine_wake(struct lk__engine *e)
+{
+	struct tengine *t = e->impl;
+	uint64_t one = 1;
+
+	if (write(t->evfd, &one, sizeof(one)) < 0) {
+		/* already signalled */
+	}
+}
+
+const struct lk__engine_ops lk__engine_thread_ops = {
+	.name = "thread",
+	.init = tengine_init,
+	.fini = tengine_fini,
+	.submit = tengine_submit,
+	.wait = tengine_wait,
+	.wake = tengine_wake,
+	.lease_gone = NULL,
+};

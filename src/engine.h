@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The heartbeat engine: one per store, renews every lease the store's
+ * handles hold and fires on_lost at each holder's deadline. See engine.c.
+ */
+#ifndef LK_ENGINE_H
+#define LK_ENGINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "internal.h"
+#include "lrecord.h"
+
+struct lk__lease {
+	struct lk_lock *lk;
+	struct lk_store *st;
+
+	/* parameters, nanoseconds */
+	int64_t ttl_ns, renew_ns, margin_ns, io_ns;
+	uint32_t rho_ppm;
+	lk_lost_fn on_lost;
+	void *userdata;
+	int32_t pid;
+	uint64_t pid_start;
+
+	/* waiting */
+	int cancel_fd;     /* eventfd written by lk_lock_cancel() */
+	uint64_t hint_gen; /* newest generation seen, to probe instead of listing */
+
+	/* holding (gen != 0) */
+	uint64_t gen;
+	struct lk__lrec rec; /* our record as last submitted */
+	struct lk_bfile *f;
+	char dir[LK_NAME_MAX + 1];
+	char probe[LK_GEN_NAME_LEN + 1]; /* g.<gen + 1> */
+	_Atomic int64_t deadline_ns;     /* CLOCK_BOOTTIME */
+	atomic_int lost;                 /* 0, -ETIMEDOUT or -ESTALE */
+
+	/* engine bookkeeping, under the engine's mutex */
+	struct lk__lease *next;
+	int registered;    /* renewing */
+	int orphan;        /* the handle is gone; free when I/O completes */
+	int pending;       /* I/O completions still to come */
+	int in_callback;
+	int stale;         /* a probe found g.<N+1>: to be reported as lost */
+	int write_res, probe_res;
+	int64_t t_submit, next_renew;
+	uint8_t wbuf[LK_LREC_SIZE];
+	void *io;          /* engine-private per-lease state */
+	uint64_t renewals, failures, late;
+};
+
+struct lk__engine;
+
+struct lk__engine_ops {
+	const char *name;
+	int (*init)(struct lk__engine *e);
+	void (*fini)(struct lk__engine *e);
+	/* Start the renewal I/O of l: write l->wbuf, probe l->probe.
+	 * Called with the engine mutex held; l->pending is already 2. */
+	void (*submit)(struct lk__engine *e, struct lk__lease *l);
+	/* Sleep until until_ns (CLOCK_BOOTTIME) or an event; report finished
+	 * I/O with lk__engine_io_done(). Called without the mutex. */
+	void (*wait)(struct lk__engine *e, int64_t until_ns);
+	/* Make wait() return soon; any thread. */
+	void (*wake)(struct lk__engine *e);
+	/* Free per-lease state once no I/O is pending. */
+	void (*lease_gone)(struct lk__engine *e, struct lk__lease *l);
+};
+
+struct lk__engine {
+	struct lk_store *st;
+	const struct lk__engine_ops *ops;
+	void *impl;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;
+	struct lk__lease *leases;
+};
+
+enum { LK_IO_WRITE = 0, LK_IO_PROBE = 1 };
+
+int lk__engine_get(struct lk_store *st, struct lk__engine **ret);
+void lk__engine_free(struct lk__engine *e);
+void lk__engine_add(struct lk__engine *e, struct lk__lease *l);
+/*
+ * Stop renewing l and wait until it has no I/O in flight, at most until its
+ * deadline. Returns 1 if l is quiet and still the caller's, 0 if I/O is
+ * still in flight: the engine then owns l (and its record) and frees it.
+ */
+int lk__engine_remove(struct lk__engine *e, struct lk__lease *l);
+/* From an implementation, with the mutex held. */
+void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, int res);
+void lk__lease_free(struct lk__lease *l);
+
+/* The fallback engine's syscalls, replaceable by tests to inject faults. */
+struct lk__engine_sys {
+	ssize_t (*pwrite)(int fd, const void *buf, size_t n, off_t off);
+	int (*fstatat)(int dfd, const char *path, struct stat *st, int flags);
+};
+extern struct lk__engine_sys lk__engine_sys;
+
+extern const struct lk__engine_ops lk__engine_thread_ops;
+#ifdef LK_HAVE_URING
+extern const struct lk__engine_ops lk__engine_uring_ops;
+#endif
+
+#endif
