@@ -43,6 +43,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
@@ -67,7 +69,15 @@ const char *const usage_run =
 	"  -s, --shared                take a shared lock\n"
 	"  -x, -e, --exclusive         take an exclusive lock (the default)\n"
 	"  -c, --command CMD           run CMD with /bin/sh -c\n"
-	"      --mode kernel|lease     lock mode (lease mode is not in this version)\n"
+	"      --mode kernel|lease     lock mode (default: that of an existing lock;\n"
+	"                              for a new one, kernel on local filesystems,\n"
+	"                              lease on network filesystems)\n"
+	"      --ttl D                 lease TTL (default 10s, at least 1s); implies\n"
+	"                              --mode lease\n"
+	"      --kill-after D          lease mode: when the lease is lost, COMMAND's\n"
+	"                              group gets SIGTERM at the holder's deadline and\n"
+	"                              SIGKILL D later (default and maximum: half the\n"
+	"                              margin before anyone may take over)\n"
 	"      --owner LABEL           owner label others see (default: COMMAND's name)\n"
 	"      --grace D               after COMMAND exits, how long its leftover\n"
 	"                              processes get between SIGTERM and SIGKILL (1s)\n"
@@ -77,8 +87,8 @@ const char *const usage_run =
 	"\n"
 	"Exit status: COMMAND's (128+N if it died of signal N); 127 COMMAND not\n"
 	"found; 126 COMMAND not executable; the -E code when the lock is busy or the\n"
-	"wait timed out; 64 usage error; 69 store unavailable; 74 I/O error;\n"
-	"70 internal error.\n";
+	"wait timed out; 75 the lease was lost while COMMAND ran; 64 usage error;\n"
+	"69 store unavailable; 74 I/O error; 70 internal error.\n";
 
 struct run_opts {
 	const char *name;
@@ -89,6 +99,9 @@ struct run_opts {
 	int mode_set;
 	enum lk_mode mode;
 	int ttl_set;
+	uint64_t ttl_ms;
+	int kill_after_set;
+	uint64_t kill_after_ms;
 	const char *shell_cmd;
 	char **cmd;
 	const char *owner;
@@ -184,7 +197,14 @@ static int parse_long(struct run_opts *o, const char *a, const char *next)
 
 		NEED_VAL();
 		parse_duration_arg(key, val, &ms);
+		if (ms < 1000)
+			die_usage("--ttl must be at least 1s");
 		o->ttl_set = 1;
+		o->ttl_ms = ms;
+	} else if (!strcmp(key, "--kill-after")) {
+		NEED_VAL();
+		parse_duration_arg(key, val, &o->kill_after_ms);
+		o->kill_after_set = 1;
 	} else if (!strcmp(key, "--owner")) {
 		NEED_VAL();
 		o->owner = val;
@@ -333,14 +353,6 @@ static void send_msg(int fd, int type, int val)
 	while (n < 0 && errno == EINTR);
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Send sig to every child of this process; returns how many there were. */
 static int signal_children(int sig)
 {
@@ -418,7 +430,8 @@ static void kill_and_reap_all(pid_t pgid)
  * COMMAND
  */
 /* Signals the guardian ignores; COMMAND gets lockctl's original disposition. */
-static const int guard_ignored[] = { SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGTSTP, SIGTTIN, SIGTTOU };
+static const int guard_ignored[] = { SIGINT,  SIGQUIT, SIGHUP, SIGTERM,
+				     SIGTSTP, SIGTTIN, SIGTTOU, SIGPIPE };
 #define N_GUARD_IGNORED (sizeof(guard_ignored) / sizeof(guard_ignored[0]))
 
 struct child_args {
@@ -480,16 +493,56 @@ static pid_t __attribute__((noinline)) spawn_command(const struct child_args *ca
 /* ------------------------------------------------------------------------
  * The guardian
  */
-static void __attribute__((noreturn)) guardian(const struct run_opts *o, int life, int out,
-					       int tty, const sigset_t *orig_mask)
+
+/*
+ * Shared with the guardian through an anonymous shared mapping. In lease
+ * mode lockctl keeps deadline_ns at the holder's deadline (CLOCK_BOOTTIME,
+ * which every process on the host shares); the guardian stops COMMAND when it
+ * passes, even if lockctl itself is stopped or hung and can no longer say so.
+ * A stale value is an earlier one, so it errs on the safe side.
+ */
+struct shared_state {
+	_Atomic int64_t deadline_ns; /* 0: kernel mode, no deadline */
+	int64_t margin_ns;
+	int64_t kill_after_ns;
+};
+
+struct sup {
+	const struct run_opts *o;
+	int life[2]; /* lockctl holds [1]; the guardian sees EOF on [0] when it dies */
+	int msgp[2]; /* guardian -> lockctl */
+	int gop[2];  /* lockctl -> guardian: the token to start with, or EOF to give up */
+	int tty;
+	pid_t g;
+	struct shared_state *sh;
+};
+
+enum { MSG_OUTLIVED = MSG_EXIT + 1, MSG_ENFORCED };
+
+static int64_t boot_ns(void)
 {
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void __attribute__((noreturn)) guardian(struct sup *s)
+{
+	const struct run_opts *o = s->o;
 	struct sigaction old;
 	struct child_args ca;
-	sigset_t chld;
-	int sfd, ep[2], e = 0, c_done = 0, c_status = 0, all_gone = 0;
-	int64_t kill_at = -1;
+	sigset_t chld, orig;
+	uint64_t token = 0;
+	char tok[32];
+	int sfd, ep[2], e = 0, c_done = 0, c_status = 0, all_gone = 0, enforced = 0;
+	int64_t kill_at = -1, enforce_deadline = 0;
 	pid_t c;
+	ssize_t n;
 
+	close(s->life[1]);
+	close(s->msgp[0]);
+	close(s->gop[1]);
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	prctl(PR_SET_NAME, "lockctl-guard");
 	/* Terminal and job-control signals are lockctl's business, not ours. */
@@ -500,20 +553,31 @@ static void __attribute__((noreturn)) guardian(const struct run_opts *o, int lif
 	}
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &orig);
+
+	/* Wait for lockctl to hold the lock; EOF means it gave up or died. */
+	do
+		n = read(s->gop[0], &token, sizeof(token));
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(token))
+		_exit(0);
+	close(s->gop[0]);
+	snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
+	setenv("LOCKCTL_TOKEN", tok, 1);
+
 	sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0 || pipe2(ep, O_CLOEXEC) < 0) {
-		send_msg(out, MSG_EXECFAIL, -errno);
+		send_msg(s->msgp[1], MSG_EXECFAIL, -errno);
 		_exit(EXIT_INTERNAL);
 	}
-
 	ca.o = o;
-	ca.tty = tty;
+	ca.tty = s->tty;
 	ca.guardian = getpid();
 	ca.errpipe = ep[1];
-	ca.mask = *orig_mask;
+	ca.mask = orig;
 	c = spawn_command(&ca);
 	if (c < 0) {
-		send_msg(out, MSG_EXECFAIL, -errno);
+		send_msg(s->msgp[1], MSG_EXECFAIL, -errno);
 		_exit(EXIT_INTERNAL);
 	}
 	setpgid(c, c);
@@ -522,24 +586,29 @@ static void __attribute__((noreturn)) guardian(const struct run_opts *o, int lif
 		;
 	close(ep[0]);
 	if (e)
-		send_msg(out, MSG_EXECFAIL, e);
+		send_msg(s->msgp[1], MSG_EXECFAIL, e);
 	else
-		send_msg(out, MSG_PID, (int)c);
+		send_msg(s->msgp[1], MSG_PID, (int)c);
 
 	for (;;) {
-		struct pollfd pfd[2] = { { sfd, POLLIN, 0 }, { life, POLLIN, 0 } };
+		struct pollfd pfd[2] = { { sfd, POLLIN, 0 }, { s->life[0], POLLIN, 0 } };
+		int64_t dl = atomic_load(&s->sh->deadline_ns), wake = -1, now;
 		int timeout = -1, status;
 		pid_t p;
 
-		if (kill_at >= 0) {
-			int64_t left = kill_at - now_ms();
+		if (kill_at >= 0)
+			wake = kill_at;
+		if (dl && !enforced && !c_done && (wake < 0 || dl < wake))
+			wake = dl;
+		if (wake >= 0) {
+			int64_t left = wake - boot_ns();
 
-			timeout = left > 0 ? (int)left : 0;
+			timeout = left > 0 ? (int)((left + 999999) / 1000000) : 0;
 		}
 		if (poll(pfd, 2, timeout) < 0 && errno != EINTR)
 			break;
 		if (pfd[1].revents) {
-			/* lockctl is gone: nobody supervises COMMAND any more */
+			/* lockctl is gone: nobody renews or supervises any more */
 			kill_and_reap_all(c);
 			_exit(0);
 		}
@@ -553,7 +622,7 @@ static void __attribute__((noreturn)) guardian(const struct run_opts *o, int lif
 			if (p != c || c_done)
 				continue;
 			if (WIFSTOPPED(status)) {
-				send_msg(out, MSG_STOPPED, WSTOPSIG(status));
+				send_msg(s->msgp[1], MSG_STOPPED, WSTOPSIG(status));
 			} else if (!WIFCONTINUED(status)) {
 				c_done = 1;
 				c_status = status;
@@ -571,29 +640,114 @@ static void __attribute__((noreturn)) guardian(const struct run_opts *o, int lif
 				signal_children(SIGTERM);
 				kill(-c, SIGCONT);
 				signal_children(SIGCONT);
-				kill_at = now_ms() + (int64_t)o->grace_ms;
+				if (kill_at < 0)
+					kill_at = boot_ns() + (int64_t)o->grace_ms * 1000000;
 			}
 		}
 		if (all_gone || (c_done && p < 0 && errno == ECHILD))
 			break;
-		if (kill_at >= 0 && now_ms() >= kill_at) {
+		now = boot_ns();
+		dl = atomic_load(&s->sh->deadline_ns);
+		if (dl && !enforced && !c_done && now >= dl) {
+			/* The lease ran out: stop COMMAND before anyone may take over. */
+			enforced = 1;
+			enforce_deadline = dl;
+			kill(-c, SIGTERM);
+			signal_children(SIGTERM);
+			kill(-c, SIGCONT);
+			signal_children(SIGCONT);
+			kill_at = now + s->sh->kill_after_ns;
+			send_msg(s->msgp[1], MSG_ENFORCED, 0);
+		}
+		if (kill_at >= 0 && now >= kill_at) {
 			kill_and_reap_all(c);
 			break;
 		}
 	}
-	send_msg(out, MSG_EXIT, c_status);
+	if (enforced) {
+		int64_t over = boot_ns() - (enforce_deadline + s->sh->margin_ns);
+
+		if (over > 0)
+			send_msg(s->msgp[1], MSG_OUTLIVED, (int)(over / 1000000));
+	}
+	send_msg(s->msgp[1], MSG_EXIT, c_status);
 	_exit(0);
 }
 
 /* ------------------------------------------------------------------------
  * lockctl's side
  */
-static int supervise(const struct run_opts *o)
+
+struct run_state {
+	int lostfd[2]; /* the engine's on_lost callback writes here */
+};
+
+static void on_lost(struct lk_lock *lk, int reason, void *userdata)
 {
+	struct run_state *rs = userdata;
+	char b = 1;
+
+	(void)lk;
+	(void)reason;
+	if (write(rs->lostfd[1], &b, 1) < 0) {
+		/* lockctl notices on its next check anyway */
+	}
+}
+
+static int start_guardian(struct sup *s)
+{
+	if (pipe2(s->life, O_CLOEXEC) < 0 || pipe2(s->msgp, O_CLOEXEC | O_NONBLOCK) < 0 ||
+	    pipe2(s->gop, O_CLOEXEC) < 0)
+		return -errno;
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	/* In the foreground of a terminal, COMMAND gets the terminal. */
+	s->tty = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+	if (s->tty >= 0 && tcgetpgrp(s->tty) != getpgrp()) {
+		close(s->tty);
+		s->tty = -1;
+	}
+	fflush(NULL);
+	s->g = fork();
+	if (s->g < 0)
+		return -errno;
+	if (s->g == 0)
+		guardian(s);
+	close(s->life[0]);
+	close(s->msgp[1]);
+	close(s->gop[0]);
+	return 0;
+}
+
+/* Tell the guardian to give up, and wait for it. */
+static void stop_guardian(struct sup *s)
+{
+	close(s->gop[1]);
+	while (waitpid(s->g, NULL, 0) < 0 && errno == EINTR)
+		;
+	close(s->life[1]);
+	close(s->msgp[0]);
+	if (s->tty >= 0)
+		close(s->tty);
+}
+
+static void publish_deadline(struct sup *s, struct lk_lock *lk)
+{
+	uint64_t left = lk_lock_remaining_ms(lk);
+
+	if (lk_lock_mode(lk) != LK_MODE_LEASE)
+		return;
+	atomic_store(&s->sh->deadline_ns, boot_ns() + (int64_t)left * 1000000);
+}
+
+static int supervise(struct sup *s, struct lk_lock *lk, struct run_state *rs)
+{
+	const struct run_opts *o = s->o;
 	sigset_t fwd, orig;
-	int sfd, life[2], msgp[2], tty = -1, status = 0, have_status = 0, exec_err = 0;
-	int pending[NSIG] = { 0 }, self_stop = 0, rc;
-	pid_t g, c = 0;
+	int sfd, status = 0, have_status = 0, exec_err = 0, lost = 0, outlived = -1;
+	int pending[NSIG] = { 0 }, self_stop = 0, rc, lease = lk_lock_mode(lk) == LK_MODE_LEASE;
+	uint64_t token = lk_lock_token(lk);
+	struct lk_lease_params lp = { 0 };
+	pid_t c = 0;
 
 	sigemptyset(&fwd);
 	sigaddset(&fwd, SIGINT);
@@ -608,89 +762,102 @@ static int supervise(const struct run_opts *o)
 	if (sigprocmask(SIG_BLOCK, &fwd, &orig) < 0)
 		return EXIT_INTERNAL;
 	sfd = signalfd(-1, &fwd, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0 || pipe2(life, O_CLOEXEC) < 0 || pipe2(msgp, O_CLOEXEC | O_NONBLOCK) < 0) {
+	if (sfd < 0) {
 		errline("%s: cannot set up supervision: %s", o->name, strerror(errno));
 		return EXIT_INTERNAL;
 	}
-	prctl(PR_SET_CHILD_SUBREAPER, 1);
-
-	/* In the foreground of a terminal, COMMAND gets the terminal. */
-	tty = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
-	if (tty >= 0 && tcgetpgrp(tty) != getpgrp()) {
-		close(tty);
-		tty = -1;
+	if (lease) {
+		lk_lock_lease_params(lk, &lp);
+		publish_deadline(s, lk);
 	}
-
-	fflush(NULL);
-	g = fork();
-	if (g < 0) {
-		errline("%s: fork: %s", o->name, strerror(errno));
+	if (write(s->gop[1], &token, sizeof(token)) != (ssize_t)sizeof(token)) {
+		errline("%s: supervisor process is gone", o->name);
+		close(sfd);
 		return EXIT_INTERNAL;
 	}
-	if (g == 0) {
-		close(life[1]);
-		close(msgp[0]);
-		close(sfd);
-		guardian(o, life[0], msgp[1], tty, &orig);
-	}
-	close(life[0]);
-	close(msgp[1]);
+	close(s->gop[1]);
+	s->gop[1] = -1;
 
 	for (;;) {
-		struct pollfd pfd[2] = { { sfd, POLLIN, 0 }, { msgp[0], POLLIN, 0 } };
-		int nfds = msgp[0] >= 0 ? 2 : 1;
+		struct pollfd pfd[3] = { { sfd, POLLIN, 0 },
+					 { s->msgp[0], POLLIN, 0 },
+					 { lease ? rs->lostfd[0] : -1, POLLIN, 0 } };
+		int timeout = lease ? (int)(lp.renew_ms / 2 ? lp.renew_ms / 2 : 1) : -1;
 
-		if (poll(pfd, (nfds_t)nfds, -1) < 0 && errno != EINTR)
+		if (poll(pfd, 3, timeout) < 0 && errno != EINTR)
 			break;
-		if (nfds == 2 && pfd[1].revents) {
-			struct msg m;
-			ssize_t n = read(msgp[0], &m, sizeof(m));
+		if (lease && !lost) {
+			if (lk_lock_check(lk) < 0) {
+				/* The lease is gone: COMMAND must stop before anyone may
+				 * take over. The guardian enforces the deadline too; pull
+				 * it in so that it acts now. */
+				lost = 1;
+				atomic_store(&s->sh->deadline_ns, boot_ns());
+				if (c > 0)
+					kill(-c, SIGTERM);
+				errline("%s: lease lost (%s); stopping COMMAND", o->name,
+					lk_lock_errmsg(lk)[0] ? lk_lock_errmsg(lk) : "not renewed in time");
+			} else {
+				publish_deadline(s, lk);
+			}
+		}
+		if (pfd[2].revents) {
+			char b[16];
 
-			if (n == (ssize_t)sizeof(m)) {
+			while (read(rs->lostfd[0], b, sizeof(b)) > 0)
+				;
+		}
+		if (pfd[1].revents) {
+			struct msg m;
+
+			while (read(s->msgp[0], &m, sizeof(m)) == (ssize_t)sizeof(m)) {
 				switch (m.type) {
 				case MSG_PID:
 					c = (pid_t)m.val;
-					for (int s = 1; s < NSIG; s++)
-						if (pending[s]) {
-							kill(-c, s);
-							pending[s] = 0;
+					for (int sig = 1; sig < NSIG; sig++)
+						if (pending[sig]) {
+							kill(-c, sig);
+							pending[sig] = 0;
 						}
 					break;
 				case MSG_EXECFAIL:
 					exec_err = m.val;
 					break;
 				case MSG_STOPPED:
-					if (tty >= 0 || self_stop) {
+					if (s->tty >= 0 || self_stop) {
 						/* show the shell a stopped job */
-						if (tty >= 0)
-							tcsetpgrp(tty, getpgrp());
+						if (s->tty >= 0)
+							tcsetpgrp(s->tty, getpgrp());
 						self_stop = 0;
 						kill(getpid(), SIGSTOP);
 					}
+					break;
+				case MSG_ENFORCED:
+					lost = 1;
+					break;
+				case MSG_OUTLIVED:
+					outlived = m.val;
 					break;
 				case MSG_EXIT:
 					status = m.val;
 					have_status = 1;
 					break;
 				}
-			} else if (n == 0) {
-				close(msgp[0]);
-				msgp[0] = -1;
 			}
 		}
 		if (pfd[0].revents) {
 			struct signalfd_siginfo si;
 
 			while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-				int s = (int)si.ssi_signo;
+				int sig = (int)si.ssi_signo;
 
-				switch (s) {
+				switch (sig) {
 				case SIGCHLD:
 					break;
 				case SIGCONT:
 					if (c > 0) {
-						if (tty >= 0 && tcgetpgrp(tty) == getpgrp())
-							tcsetpgrp(tty, c);
+						if (s->tty >= 0 && tcgetpgrp(s->tty) == getpgrp())
+							tcsetpgrp(s->tty, c);
 						kill(-c, SIGCONT);
 					}
 					break;
@@ -706,26 +873,30 @@ static int supervise(const struct run_opts *o)
 					break;
 				default:
 					if (c > 0)
-						kill(-c, s);
+						kill(-c, sig);
 					else
-						pending[s] = 1;
+						pending[sig] = 1;
 				}
 			}
 		}
 		/* Has the guardian exited? Only then is everything dead. */
 		int gs;
-		pid_t p = waitpid(g, &gs, WNOHANG);
+		pid_t p = waitpid(s->g, &gs, WNOHANG);
 
-		if (p == g) {
-			/* its last message was written before it exited */
+		if (p == s->g) {
+			/* its last messages were written before it exited */
 			struct msg m;
 
-			while (msgp[0] >= 0 && read(msgp[0], &m, sizeof(m)) == (ssize_t)sizeof(m)) {
+			while (read(s->msgp[0], &m, sizeof(m)) == (ssize_t)sizeof(m)) {
 				if (m.type == MSG_EXIT) {
 					status = m.val;
 					have_status = 1;
 				} else if (m.type == MSG_EXECFAIL) {
 					exec_err = m.val;
+				} else if (m.type == MSG_OUTLIVED) {
+					outlived = m.val;
+				} else if (m.type == MSG_ENFORCED) {
+					lost = 1;
 				}
 			}
 			if (!have_status && !exec_err) {
@@ -741,16 +912,22 @@ static int supervise(const struct run_opts *o)
 		}
 	}
 
-	if (tty >= 0) {
-		tcsetpgrp(tty, getpgrp());
-		close(tty);
+	if (s->tty >= 0) {
+		tcsetpgrp(s->tty, getpgrp());
+		close(s->tty);
+		s->tty = -1;
 	}
 	close(sfd);
-	if (msgp[0] >= 0)
-		close(msgp[0]);
-	close(life[1]);
+	close(s->msgp[0]);
+	close(s->life[1]);
 	sigprocmask(SIG_SETMASK, &orig, NULL);
 
+	if (outlived >= 0)
+		errline("%s: COMMAND outlived the earliest possible takeover by %d ms; it may have "
+			"acted after another holder took over (fencing tokens catch that)",
+			o->name, outlived);
+	if (lease && !lost && lk_lock_check(lk) < 0)
+		lost = 1;
 	if (exec_err > 0) {
 		errline("%s: %s", o->shell_cmd ? "/bin/sh" : o->cmd[0], strerror(exec_err));
 		return exec_err == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC;
@@ -759,6 +936,8 @@ static int supervise(const struct run_opts *o)
 		errline("%s: cannot start COMMAND: %s", o->name, strerror(-exec_err));
 		return EXIT_INTERNAL;
 	}
+	if (lost)
+		return EXIT_LOST;
 	if (status == -1)
 		return EXIT_INTERNAL;
 	if (WIFEXITED(status))
@@ -791,10 +970,13 @@ static void report_busy(struct lk_store *st, const struct run_opts *o, int r)
 int cmd_run(struct ctx *c, int argc, char **argv)
 {
 	struct lk_lock_opts lo = LK_LOCK_OPTS_INIT;
+	struct lk_lease_params lp;
 	struct run_opts o;
+	struct run_state rs = { { -1, -1 } };
+	struct sup s = { 0 };
 	struct lk_store *st = NULL;
 	struct lk_lock *lk = NULL;
-	char owner[LK_OWNER_MAX + 1], tok[32], abs[PATH_MAX + 8];
+	char owner[LK_OWNER_MAX + 1], abs[PATH_MAX + 8];
 	const char *store_env = c->store;
 	int r, rc;
 
@@ -814,24 +996,36 @@ int cmd_run(struct ctx *c, int argc, char **argv)
 	lo.owner = owner;
 	lo.mode = o.mode;
 	lo.flags = o.shared ? LK_LOCK_SHARED : 0;
+	lo.ttl_ms = o.ttl_ms;
 	r = lk_lock_open(st, o.name, &lo, &lk);
 	if (r < 0) {
 		errline("%s: %s", o.name, lk_store_errmsg(st));
 		lk_store_close(st);
 		return exit_for_lock_error(r);
 	}
-	r = lk_lock_acquire(lk, o.nonblock ? 0 : o.wait_ms);
-	if (r == -EWOULDBLOCK || r == -ETIMEDOUT) {
-		report_busy(st, &o, r);
-		lk_lock_close(lk);
-		lk_store_close(st);
-		return o.conflict_code;
+
+	s.o = &o;
+	s.tty = -1;
+	s.sh = mmap(NULL, sizeof(*s.sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (s.sh == MAP_FAILED || pipe2(rs.lostfd, O_CLOEXEC | O_NONBLOCK) < 0) {
+		errline("%s: %s", o.name, strerror(errno));
+		return EXIT_INTERNAL;
 	}
-	if (r < 0) {
-		errline("%s: %s", o.name, lk_lock_errmsg(lk));
+	if (lk_lock_mode(lk) == LK_MODE_LEASE) {
+		lk_lock_lease_params(lk, &lp);
+		if (o.kill_after_set && o.kill_after_ms > lp.margin_ms / 2)
+			die_usage("run: --kill-after must be at most half the margin (%llu ms for this TTL)",
+				  (unsigned long long)(lp.margin_ms / 2));
+		s.sh->margin_ns = (int64_t)lp.margin_ms * 1000000;
+		s.sh->kill_after_ns =
+			(int64_t)(o.kill_after_set ? o.kill_after_ms : lp.margin_ms / 2) * 1000000;
+		/* Reopened once the guardian exists: observers on this host treat
+		 * the hold as over when the guardian dies, which happens only
+		 * after COMMAND and everything it started are dead. */
 		lk_lock_close(lk);
-		lk_store_close(st);
-		return exit_for_lock_error(r);
+		lk = NULL;
+	} else if (o.kill_after_set) {
+		die_usage("run: --kill-after applies to lease mode");
 	}
 
 	/* COMMAND may change directory: hand it an absolute store path. */
@@ -843,14 +1037,52 @@ int cmd_run(struct ctx *c, int argc, char **argv)
 			store_env = abs;
 		}
 	}
-	snprintf(tok, sizeof(tok), "%llu", (unsigned long long)lk_lock_token(lk));
 	setenv("LOCKCTL_NAME", o.name, 1);
-	setenv("LOCKCTL_TOKEN", tok, 1);
 	setenv("LOCKCTL_STORE", store_env, 1);
+	signal(SIGPIPE, SIG_IGN);
 
-	rc = supervise(&o);
+	r = start_guardian(&s);
+	if (r < 0) {
+		errline("%s: cannot start the supervisor: %s", o.name, strerror(-r));
+		lk_lock_close(lk);
+		lk_store_close(st);
+		return EXIT_INTERNAL;
+	}
+	if (!lk) {
+		lo.mode = LK_MODE_LEASE;
+		lo.pid = s.g;
+		lo.on_lost = on_lost;
+		lo.userdata = &rs;
+		r = lk_lock_open(st, o.name, &lo, &lk);
+		if (r < 0) {
+			errline("%s: %s", o.name, lk_store_errmsg(st));
+			stop_guardian(&s);
+			lk_store_close(st);
+			return exit_for_lock_error(r);
+		}
+	}
 
-	lk_lock_release(lk);
+	r = lk_lock_acquire(lk, o.nonblock ? 0 : o.wait_ms);
+	if (r < 0) {
+		if (r == -EWOULDBLOCK || r == -ETIMEDOUT) {
+			report_busy(st, &o, r);
+			rc = o.conflict_code;
+		} else {
+			errline("%s: %s", o.name, lk_lock_errmsg(lk));
+			rc = exit_for_lock_error(r);
+		}
+		stop_guardian(&s);
+		lk_lock_close(lk);
+		lk_store_close(st);
+		return rc;
+	}
+
+	rc = supervise(&s, lk, &rs);
+
+	if (lk_lock_release(lk) < 0 && rc != EXIT_LOST && lk_lock_mode(lk) == LK_MODE_LEASE) {
+		errline("%s: %s", o.name, lk_lock_errmsg(lk));
+		rc = EXIT_LOST;
+	}
 	lk_lock_close(lk);
 	lk_store_close(st);
 	return rc;
