@@ -177,10 +177,32 @@ again:
 	return NULL;
 }
 
+static int uring_disabled(void)
+{
+	const char *no = getenv("LOCKKIT_NO_URING");
+
+	return no && *no && strcmp(no, "0");
+}
+
+LK_API const char *lk_engine_default(void)
+{
+#ifdef LK_HAVE_URING
+	struct lk__engine e;
+
+	if (uring_disabled())
+		return "thread";
+	memset(&e, 0, sizeof(e));
+	if (lk__engine_uring_ops.init(&e) == 0) {
+		lk__engine_uring_ops.fini(&e);
+		return "io_uring";
+	}
+#endif
+	return "thread";
+}
+
 int lk__engine_get(struct lk_store *st, struct lk__engine **ret)
 {
 	struct lk__engine *e;
-	const char *no = getenv("LOCKKIT_NO_URING");
 	int r = 0;
 
 	pthread_mutex_lock(&st->engine_mu);
@@ -198,12 +220,10 @@ int lk__engine_get(struct lk_store *st, struct lk__engine **ret)
 	cond_init_mono(&e->cv);
 	r = -EOPNOTSUPP;
 #ifdef LK_HAVE_URING
-	if (!(no && *no && strcmp(no, "0"))) {
+	if (!uring_disabled()) {
 		e->ops = &lk__engine_uring_ops;
 		r = e->ops->init(e);
 	}
-#else
-	(void)no;
 #endif
 	if (r < 0) {
 		e->ops = &lk__engine_thread_ops;

@@ -135,6 +135,9 @@ LK_API const char *lk_store_path(const struct lk_store *st);
  */
 LK_API const char *lk_store_engine(const struct lk_store *st);
 
+/* The engine a store opened now would start: "io_uring" or "thread". */
+LK_API const char *lk_engine_default(void);
+
 /* ------------------------------------------------------------------------
  * Locks
  */

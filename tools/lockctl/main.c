@@ -104,7 +104,7 @@ int main(int argc, char **argv)
 		if (argc > 0 && !strcmp(argv[0], "run"))
 			fputs(usage_run, stdout);
 		else if (argc > 0 && !strcmp(argv[0], "status"))
-			fputs(usage_status, stdout);
+			printf(usage_status, lk_engine_default());
 		else if (argc > 0 && !strcmp(argv[0], "ls"))
 			fputs(usage_ls, stdout);
 		else

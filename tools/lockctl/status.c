@@ -19,7 +19,14 @@ const char *const usage_status =
 	"by whom and since when. A name never used is reported free.\n"
 	"\n"
 	"  --json   one JSON object: name, held, shared, mode, token, holder\n"
-	"           {owner, host, pid} or null, since (RFC 3339) or null, exists\n";
+	"           {owner, host, pid} or null, since (RFC 3339) or null, exists,\n"
+	"           state (free, held, released, expired, broken); for leases also\n"
+	"           ttl_ms and renewed_ago_ms (by the wall clocks: advisory)\n"
+	"\n"
+	"A lease's holder cannot be proven dead from one look: 'expired' means its\n"
+	"process is gone (same host) or its last renewal is older than its TTL by\n"
+	"the wall clocks; such a lease is still reported held. This host's\n"
+	"heartbeat engine: %s.\n";
 
 const char *const usage_ls =
 	"Usage: lockctl [-S STORE] ls [--json]\n"
@@ -30,6 +37,20 @@ const char *const usage_ls =
 static const char *mode_name(enum lk_mode m)
 {
 	return m == LK_MODE_LEASE ? "lease" : "kernel";
+}
+
+/* One word for the state: free, held, released, expired (advisory), broken. */
+static const char *state_name(const struct lk_status *s)
+{
+	if (s->broken)
+		return "broken";
+	if (s->held && s->expired)
+		return "expired";
+	if (s->held)
+		return "held";
+	if (s->released)
+		return "released";
+	return "free";
 }
 
 static void print_json(FILE *f, const char *name, const struct lk_status *s)
@@ -52,7 +73,11 @@ static void print_json(FILE *f, const char *name, const struct lk_status *s)
 	} else {
 		fputs("\"holder\":null,\"since\":null", f);
 	}
-	fprintf(f, ",\"exists\":%s}", s->exists ? "true" : "false");
+	fprintf(f, ",\"exists\":%s,\"state\":\"%s\"", s->exists ? "true" : "false", state_name(s));
+	if (s->mode == LK_MODE_LEASE)
+		fprintf(f, ",\"ttl_ms\":%llu,\"renewed_ago_ms\":%lld,\"engine\":\"%s\"",
+			(unsigned long long)s->ttl_ms, (long long)s->renew_age_ms, lk_engine_default());
+	fputc('}', f);
 }
 
 static void print_text(FILE *f, const char *name, const struct lk_status *s)
@@ -63,15 +88,22 @@ static void print_text(FILE *f, const char *name, const struct lk_status *s)
 		if (!s->exists)
 			fprintf(f, "%s: free (never used)\n", name);
 		else if (s->token)
-			fprintf(f, "%s: free (%s mode, last token %llu)\n", name, mode_name(s->mode),
+			fprintf(f, "%s: free%s (%s mode, last token %llu)\n", name,
+				s->released ? ", released" : "", mode_name(s->mode),
 				(unsigned long long)s->token);
 		else
 			fprintf(f, "%s: free (%s mode)\n", name, mode_name(s->mode));
 		return;
 	}
-	fprintf(f, "%s: held%s (%s mode), token %llu", name, s->shared ? " shared" : "",
-		mode_name(s->mode), (unsigned long long)s->token);
-	if (s->token) {
+	fprintf(f, "%s: %s%s (%s mode), token %llu", name, s->broken ? "broken" : "held",
+		s->shared ? " shared" : "", mode_name(s->mode), (unsigned long long)s->token);
+	if (s->mode == LK_MODE_LEASE && s->ttl_ms)
+		fprintf(f, ", ttl %llums, renewed %lldms ago%s", (unsigned long long)s->ttl_ms,
+			(long long)s->renew_age_ms,
+			s->expired ? " (expired: holder dead or silent longer than its TTL)" : "");
+	if (s->mode == LK_MODE_LEASE && !s->ttl_ms)
+		fprintf(f, ", newest record unreadable (held by an unknown claimant)");
+	if (s->token && s->ttl_ms + (s->mode == LK_MODE_KERNEL)) {
 		fmt_rfc3339(since, sizeof(since), s->holder.since_ns);
 		fprintf(f, ", %sowner %s, pid %d on %s, since %s", s->shared ? "latest " : "",
 			s->holder.owner[0] ? s->holder.owner : "-", (int)s->holder.pid,
@@ -108,7 +140,7 @@ int cmd_status(struct ctx *c, int argc, char **argv)
 		if (!strcmp(argv[i], "--json"))
 			json = 1;
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			fputs(usage_status, stdout);
+			printf(usage_status, lk_engine_default());
 			return 0;
 		} else if (argv[i][0] == '-' && argv[i][1])
 			die_usage("status: unknown option '%s'", argv[i]);
