@@ -162,7 +162,10 @@ again:
 					goto again;
 				continue;
 			}
-			if (!l->pending && now >= l->next_renew)
+			/* Renewing a little early is harmless and lets renewals
+			 * that fall close together share one wake-up and one
+			 * submission. */
+			if (!l->pending && now >= l->next_renew - l->renew_ns / 8)
 				start_renewal(e, l, now);
 			if (dl < next)
 				next = dl;
@@ -328,8 +331,7 @@ struct tengine {
 	pthread_t worker;
 	pthread_cond_t wcv;
 	int stop;
-	struct lk__lease *queue[256];
-	int head, tail;
+	struct lk__lease *head, **tail; /* renewals to do, through lease->qnext */
 };
 
 static void *worker_main(void *arg)
@@ -341,17 +343,21 @@ static void *worker_main(void *arg)
 	for (;;) {
 		struct lk__lease *l;
 		uint8_t buf[LK_LREC_SIZE];
-		char probe[LK_GEN_NAME_LEN + 1];
+		char probe[LK_NAME_MAX + LK_GEN_NAME_LEN + 2];
 		int fd, dfd, wres, pres;
 		struct stat st;
 		ssize_t n;
 		uint64_t one = 1;
 
-		while (!t->stop && t->head == t->tail)
+		while (!t->stop && !t->head)
 			pthread_cond_wait(&t->wcv, &e->mu);
 		if (t->stop)
 			break;
-		l = t->queue[t->head++ % 256];
+		l = t->head;
+		t->head = l->qnext;
+		if (!t->head)
+			t->tail = &t->head;
+		l->qnext = NULL;
 		memcpy(buf, l->wbuf, sizeof(buf));
 		memcpy(probe, l->probe, sizeof(probe));
 		fd = l->f->fd;
@@ -386,6 +392,7 @@ static int tengine_init(struct lk__engine *e)
 		return -errno;
 	}
 	pthread_cond_init(&t->wcv, NULL);
+	t->tail = &t->head;
 	e->impl = t;
 	r = -pthread_create(&t->worker, NULL, worker_main, e);
 	if (r < 0) {
@@ -424,7 +431,9 @@ static void tengine_submit(struct lk__engine *e, struct lk__lease *l)
 {
 	struct tengine *t = e->impl;
 
-	t->queue[t->tail++ % 256] = l;
+	l->qnext = NULL;
+	*t->tail = l;
+	t->tail = &l->qnext;
 	pthread_cond_signal(&t->wcv);
 }
 

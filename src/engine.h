@@ -36,12 +36,13 @@ struct lk__lease {
 	struct lk__lrec rec; /* our record as last submitted */
 	struct lk_bfile *f;
 	char dir[LK_NAME_MAX + 1];
-	char probe[LK_GEN_NAME_LEN + 1]; /* g.<gen + 1> */
+	char probe[LK_NAME_MAX + LK_GEN_NAME_LEN + 2]; /* <dir>/g.<gen + 1> */
 	_Atomic int64_t deadline_ns;     /* CLOCK_BOOTTIME */
 	atomic_int lost;                 /* 0, -ETIMEDOUT or -ESTALE */
 
 	/* engine bookkeeping, under the engine's mutex */
 	struct lk__lease *next;
+	struct lk__lease *qnext; /* thread engine's work queue */
 	int registered;    /* renewing */
 	int orphan;        /* the handle is gone; free when I/O completes */
 	int pending;       /* I/O completions still to come */

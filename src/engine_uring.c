@@ -56,7 +56,14 @@ static int uengine_init(struct lk__engine *e)
 
 	if (!u)
 		return -ENOMEM;
-	r = io_uring_queue_init(256, &u->ring, 0);
+	struct io_uring_params p;
+
+	/* A renewal is four entries and four completions; size the completion
+	 * queue for thousands of leases renewing in one round. */
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_CQSIZE;
+	p.cq_entries = 16384;
+	r = io_uring_queue_init_params(1024, &u->ring, &p);
 	if (r < 0) {
 		free(u);
 		return r;

@@ -577,7 +577,7 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 				}
 				atomic_store(&l->lost, 0);
 				atomic_store(&l->deadline_ns, dl);
-				snprintf(l->probe, sizeof(l->probe), "g.%016llu",
+				snprintf(l->probe, sizeof(l->probe), "%s/g.%016llu", l->dir,
 					 (unsigned long long)(l->gen + 1));
 				lk__engine_add(e, l);
 				cleanup_old(l, l->gen);

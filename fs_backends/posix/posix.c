@@ -897,19 +897,23 @@ static int posix_open_record(struct lk_bstore *bs, const char *dir, const char *
 	struct posix_store *ps = (struct posix_store *)bs;
 	struct lk_bfile *f;
 	struct stat st;
-	int r;
+	int r, ldfd;
 
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	f->bs = bs;
 	f->fd = -1;
-	f->dirfd = SYS.openat(ps->dfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-	if (f->dirfd < 0) {
+	/* Probes are made relative to the store (one descriptor for every
+	 * lease: a process may hold thousands). */
+	f->dirfd = ps->dfd;
+	ldfd = SYS.openat(ps->dfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (ldfd < 0) {
 		r = -errno;
 		goto fail;
 	}
-	f->fd = SYS.openat(f->dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0);
+	f->fd = SYS.openat(ldfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0);
+	SYS.close(ldfd);
 	if (f->fd < 0) {
 		r = -errno;
 		goto fail;
@@ -924,8 +928,6 @@ fail:
 	lk__err_set(err, "cannot open record %s/%s: %s", dir, name, strerror(-r));
 	if (f->fd >= 0)
 		SYS.close(f->fd);
-	if (f->dirfd >= 0)
-		SYS.close(f->dirfd);
 	free(f);
 	return r;
 }
@@ -947,8 +949,6 @@ static void posix_close_record(struct lk_bfile *f)
 		return;
 	if (f->fd >= 0)
 		SYS.close(f->fd);
-	if (f->dirfd >= 0)
-		SYS.close(f->dirfd);
 	free(f);
 }
 

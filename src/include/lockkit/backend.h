@@ -57,10 +57,11 @@ struct lk_bklock {
 };
 
 /*
- * An open lease record, rewritten in place by renewals. fd and dirfd are
- * real descriptors (the record and its lock directory) when the backend is
- * file-descriptor based, so that the heartbeat engine can issue the I/O
- * itself (io_uring); -1 otherwise.
+ * An open lease record, rewritten in place by renewals. When the backend is
+ * file-descriptor based, fd is the record and dirfd the directory that
+ * "<lock>/<entry>" paths are relative to (the store; borrowed, not owned),
+ * so that the heartbeat engine can issue the I/O itself (io_uring); both are
+ * -1 otherwise.
  */
 struct lk_bfile {
 	struct lk_bstore *bs;
