@@ -233,7 +233,11 @@ LK_API const char *lk_strerror(int err)
 	case EWOULDBLOCK:
 		return "lock is held by another owner";
 	case ETIMEDOUT:
-		return "timed out waiting for the lock";
+		return "timed out (waiting for the lock, or a lease not renewed in time)";
+	case ESTALE:
+		return "lease superseded by a newer generation (broken or taken over)";
+	case EALREADY:
+		return "operation already in progress";
 	case ECANCELED:
 		return "wait was cancelled";
 	case ENOLCK:
