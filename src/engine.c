@@ -132,52 +132,98 @@ void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, in
 	l->next_renew = now + l->renew_ns / 4;
 }
 
+/* One round of the engine: deadlines, renewals due, callbacks. Called with
+ * the mutex held; returns the CLOCK_BOOTTIME at which to run again. */
+static int64_t engine_step(struct lk__engine *e)
+{
+	int64_t now = lk__boottime_ns(), next = now + 1000000000;
+	struct lk__lease *l;
+again:
+	for (l = e->leases; l; l = l->next) {
+		int64_t dl;
+
+		if (l->orphan || !l->registered || atomic_load(&l->lost))
+			continue;
+		dl = atomic_load(&l->deadline_ns);
+		if (l->stale) {
+			/* a renewal's probe found a newer generation */
+			if (mark_lost(e, l, -ESTALE))
+				goto again;
+			continue;
+		}
+		if (now >= dl) {
+			if (mark_lost(e, l, -ETIMEDOUT))
+				goto again;
+			continue;
+		}
+		/* Renewing a little early is harmless and lets renewals that fall
+		 * close together share one wake-up and one submission. */
+		if (!l->pending && now >= l->next_renew - l->renew_ns / 8)
+			start_renewal(e, l, now);
+		if (dl < next)
+			next = dl;
+		if (!l->pending && l->next_renew - l->renew_ns / 8 < next)
+			next = l->next_renew - l->renew_ns / 8;
+	}
+	return next;
+}
+
 static void *engine_main(void *arg)
 {
 	struct lk__engine *e = arg;
 
 	pthread_mutex_lock(&e->mu);
 	while (!e->stop) {
-		int64_t now = lk__boottime_ns(), next = now + 1000000000;
-		struct lk__lease *l;
-again:
-		for (l = e->leases; l; l = l->next) {
-			int64_t dl;
-			int lost;
+		int64_t next = engine_step(e);
 
-			if (l->orphan || !l->registered)
-				continue;
-			dl = atomic_load(&l->deadline_ns);
-			lost = atomic_load(&l->lost);
-			if (lost)
-				continue;
-			if (l->stale) {
-				/* a renewal's probe found a newer generation */
-				if (mark_lost(e, l, -ESTALE))
-					goto again;
-				continue;
-			}
-			if (now >= dl) {
-				if (mark_lost(e, l, -ETIMEDOUT))
-					goto again;
-				continue;
-			}
-			/* Renewing a little early is harmless and lets renewals
-			 * that fall close together share one wake-up and one
-			 * submission. */
-			if (!l->pending && now >= l->next_renew - l->renew_ns / 8)
-				start_renewal(e, l, now);
-			if (dl < next)
-				next = dl;
-			if (!l->pending && l->next_renew < next)
-				next = l->next_renew;
-		}
 		pthread_mutex_unlock(&e->mu);
 		e->ops->wait(e, next);
 		pthread_mutex_lock(&e->mu);
 	}
 	pthread_mutex_unlock(&e->mu);
 	return NULL;
+}
+
+LK_API int lk_store_engine_fd(struct lk_store *st)
+{
+	struct lk__engine *e;
+	int r;
+
+	if (!st || !(st->opts.flags & LK_STORE_EXTERNAL_ENGINE))
+		return -EINVAL;
+	if (!lk__forkguard_ok(&st->fg))
+		return -ECHILD;
+	r = lk__engine_get(st, &e);
+	if (r < 0)
+		return r;
+	return e->ops->fd(e);
+}
+
+LK_API int lk_store_engine_process(struct lk_store *st, int64_t *ret_timeout_ms)
+{
+	struct lk__engine *e;
+	int64_t next = 0, left;
+	int r;
+
+	if (!st || !(st->opts.flags & LK_STORE_EXTERNAL_ENGINE))
+		return -EINVAL;
+	if (!lk__forkguard_ok(&st->fg))
+		return -ECHILD;
+	r = lk__engine_get(st, &e);
+	if (r < 0)
+		return r;
+	/* reap what has finished, act on it, and send what is due */
+	for (int round = 0; round < 2; round++) {
+		e->ops->wait(e, 0);
+		pthread_mutex_lock(&e->mu);
+		next = engine_step(e);
+		pthread_mutex_unlock(&e->mu);
+	}
+	e->ops->wait(e, 0);
+	left = next - lk__boottime_ns();
+	if (ret_timeout_ms)
+		*ret_timeout_ms = left > 0 ? (left + 999999) / 1000000 : 0;
+	return 0;
 }
 
 static int uring_disabled(void)
@@ -234,10 +280,13 @@ int lk__engine_get(struct lk_store *st, struct lk__engine **ret)
 	}
 	if (r < 0)
 		goto fail;
-	r = -pthread_create(&e->thread, NULL, engine_main, e);
-	if (r < 0) {
-		e->ops->fini(e);
-		goto fail;
+	if (!(st->opts.flags & LK_STORE_EXTERNAL_ENGINE)) {
+		r = -pthread_create(&e->thread, NULL, engine_main, e);
+		if (r < 0) {
+			e->ops->fini(e);
+			goto fail;
+		}
+		e->threaded = 1;
 	}
 	st->engine = e;
 	*ret = e;
@@ -259,7 +308,8 @@ void lk__engine_free(struct lk__engine *e)
 	e->stop = 1;
 	pthread_mutex_unlock(&e->mu);
 	e->ops->wake(e);
-	pthread_join(e->thread, NULL);
+	if (e->threaded)
+		pthread_join(e->thread, NULL);
 	e->ops->fini(e);
 	while (e->leases) {
 		struct lk__lease *l = e->leases;
@@ -444,9 +494,15 @@ static void tengine_wait(struct lk__engine *e, int64_t until_ns)
 	int64_t left = until_ns - lk__boottime_ns();
 	uint64_t v;
 
-	if (left > 0 && poll(&pfd, 1, (int)((left + 999999) / 1000000)) > 0)
-		while (read(t->evfd, &v, sizeof(v)) > 0)
-			;
+	if (left > 0)
+		poll(&pfd, 1, (int)((left + 999999) / 1000000));
+	while (read(t->evfd, &v, sizeof(v)) > 0)
+		;
+}
+
+static int tengine_fd(struct lk__engine *e)
+{
+	return ((struct tengine *)e->impl)->evfd;
 }
 
 static void tengine_wake(struct lk__engine *e)
@@ -466,5 +522,6 @@ const struct lk__engine_ops lk__engine_thread_ops = {
 	.submit = tengine_submit,
 	.wait = tengine_wait,
 	.wake = tengine_wake,
+	.fd = tengine_fd,
 	.lease_gone = NULL,
 };

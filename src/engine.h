@@ -69,6 +69,8 @@ struct lk__engine_ops {
 	void (*wait)(struct lk__engine *e, int64_t until_ns);
 	/* Make wait() return soon; any thread. */
 	void (*wake)(struct lk__engine *e);
+	/* A descriptor that is readable when wait() has something to reap. */
+	int (*fd)(struct lk__engine *e);
 	/* Free per-lease state once no I/O is pending. */
 	void (*lease_gone)(struct lk__engine *e, struct lk__lease *l);
 };
@@ -78,6 +80,7 @@ struct lk__engine {
 	const struct lk__engine_ops *ops;
 	void *impl;
 	pthread_t thread;
+	int threaded;      /* 0: driven by lk_store_engine_process() */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int stop;

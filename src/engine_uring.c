@@ -216,6 +216,15 @@ static void uengine_wake(struct lk__engine *e)
 	}
 }
 
+static int uengine_fd(struct lk__engine *e)
+{
+	struct uengine *u = e->impl;
+
+	/* completions make the ring readable; arm the wake-up poll first */
+	uengine_wait(e, 0);
+	return u->ring.ring_fd;
+}
+
 static void uengine_lease_gone(struct lk__engine *e, struct lk__lease *l)
 {
 	(void)e;
@@ -230,5 +239,6 @@ const struct lk__engine_ops lk__engine_uring_ops = {
 	.submit = uengine_submit,
 	.wait = uengine_wait,
 	.wake = uengine_wake,
+	.fd = uengine_fd,
 	.lease_gone = uengine_lease_gone,
 };

@@ -67,6 +67,11 @@ struct lk_lock {
 void lk__err_set(struct lk_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void lk__msg_set(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Labels (owner, host) are cut to fit fixed fields at a UTF-8 character
+ * boundary, never inside a character. */
+size_t lk__label_len(const char *s, size_t cap);
+void lk__label_copy(char *dst, size_t cap, const char *src);
+
 /* Store URL parsing: fills *ret with pointers into buf (which it owns). */
 struct lk__url_buf {
 	struct lk_url url;

@@ -106,12 +106,11 @@ int lk__kfile_header_check(const uint8_t *hdr, size_t len)
 /* Copy a label into a fixed field, NUL-padded, cut at a UTF-8 boundary. */
 static void put_str(uint8_t *dst, size_t cap, const char *s)
 {
-	size_t n = s ? strnlen(s, cap - 1) : 0;
+	size_t n = lk__label_len(s, cap);
 
-	while (n > 0 && n == cap - 1 && ((unsigned char)s[n] & 0xc0) == 0x80)
-		n--;
 	memset(dst, 0, cap);
-	memcpy(dst, s ? s : "", n);
+	if (n)
+		memcpy(dst, s, n);
 }
 
 static void get_str(char *dst, size_t cap, const uint8_t *src)

@@ -154,7 +154,7 @@ int lk__lease_create_dir(struct lk_store *st, const char *name, struct lk_err *e
 	rec.state = LK_LSTATE_RELEASED;
 	rec.wall_ns = lk__realtime_ns();
 	memcpy(rec.boot_id, st->boot_id, 16);
-	snprintf(rec.host, sizeof(rec.host), "%s", st->host);
+	lk__label_copy(rec.host, sizeof(rec.host), st->host);
 	lk__lrec_encode(&rec, buf);
 	lk__gen_name(gname, rec.gen);
 
@@ -391,8 +391,8 @@ static void fill_record(struct lk__lease *l, struct lk__lrec *rec, uint64_t gen)
 	rec->nonce = lk__random64();
 	rec->wall_ns = lk__realtime_ns();
 	rec->since_ns = rec->wall_ns;
-	snprintf(rec->host, sizeof(rec->host), "%s", st->host);
-	snprintf(rec->owner, sizeof(rec->owner), "%s", l->lk->owner);
+	lk__label_copy(rec->host, sizeof(rec->host), st->host);
+	lk__label_copy(rec->owner, sizeof(rec->owner), l->lk->owner);
 }
 
 static int collect_old(const char *name, void *userdata);
@@ -755,8 +755,8 @@ int lk__lease_status(struct lk_store *st, const char *name, struct lk_status *re
 	}
 	ret->token = o.rec.gen;
 	ret->ttl_ms = o.rec.ttl_ms;
-	snprintf(ret->holder.owner, sizeof(ret->holder.owner), "%s", o.rec.owner);
-	snprintf(ret->holder.host, sizeof(ret->holder.host), "%s", o.rec.host);
+	lk__label_copy(ret->holder.owner, sizeof(ret->holder.owner), o.rec.owner);
+	lk__label_copy(ret->holder.host, sizeof(ret->holder.host), o.rec.host);
 	ret->holder.pid = o.rec.pid;
 	ret->holder.since_ns = o.rec.since_ns;
 	ret->renew_age_ms = (lk__realtime_ns() - o.rec.wall_ns) / 1000000;

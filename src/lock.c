@@ -91,6 +91,11 @@ LK_API int lk_lock_open(struct lk_store *st, const char *name, const struct lk_l
 		r = -EINVAL;
 		goto fail;
 	}
+	if (st->opts.flags & LK_STORE_RDONLY) {
+		lk__err_set(&err, "store %s was opened read-only: locks cannot be taken", st->path);
+		r = -EROFS;
+		goto fail;
+	}
 	if (mode == LK_MODE_LEASE && !(st->be->caps & LK_CAP_LEASE)) {
 		lk__err_set(&err, "the %s backend cannot hold leases", st->be->name);
 		r = -EOPNOTSUPP;
@@ -115,8 +120,8 @@ LK_API int lk_lock_open(struct lk_store *st, const char *name, const struct lk_l
 	lk->mode = mode;
 	lk->flags = opts->flags;
 	snprintf(lk->name, sizeof(lk->name), "%s", name);
-	snprintf(lk->owner, sizeof(lk->owner), "%s",
-		 opts->owner ? opts->owner : program_invocation_short_name);
+	lk__label_copy(lk->owner, sizeof(lk->owner),
+		       opts->owner ? opts->owner : program_invocation_short_name);
 	if (mode == LK_MODE_LEASE)
 		r = lk__lease_open(lk, opts, &err);
 	else

@@ -52,10 +52,8 @@ static uint64_t get64(const uint8_t *p)
 
 static void put_str(uint8_t *dst, size_t cap, const char *s)
 {
-	size_t n = s ? strnlen(s, cap - 1) : 0;
+	size_t n = lk__label_len(s, cap);
 
-	while (n > 0 && n == cap - 1 && ((unsigned char)s[n] & 0xc0) == 0x80)
-		n--;
 	memset(dst, 0, cap);
 	if (n)
 		memcpy(dst, s, n);

@@ -19,7 +19,7 @@ static const struct lk_backend *const backends[] = {
 
 static int opts_check(const struct lk_store_opts *o, struct lk_err *err)
 {
-	const uint32_t known = LK_STORE_NOCREATE | LK_STORE_RDONLY;
+	const uint32_t known = LK_STORE_NOCREATE | LK_STORE_RDONLY | LK_STORE_EXTERNAL_ENGINE;
 
 	if (o->size < sizeof(struct lk_store_opts) || o->size > 4096) {
 		lk__err_set(err, "lk_store_opts.size is %u; initialise with LK_STORE_OPTS_INIT",

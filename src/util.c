@@ -48,6 +48,30 @@ void lk__err_set(struct lk_err *e, const char *fmt, ...)
 	va_end(ap);
 }
 
+size_t lk__label_len(const char *s, size_t cap)
+{
+	size_t n;
+
+	if (!s || !cap)
+		return 0;
+	n = strnlen(s, cap - 1);
+	if (n == cap - 1 && s[n])
+		while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+			n--;
+	return n;
+}
+
+void lk__label_copy(char *dst, size_t cap, const char *src)
+{
+	size_t n = lk__label_len(src, cap);
+
+	if (!cap)
+		return;
+	if (n)
+		memcpy(dst, src, n);
+	dst[n] = 0;
+}
+
 LK_API int lk_name_valid(const char *name)
 {
 	size_t n;
@@ -69,7 +93,7 @@ LK_API int lk_parse_duration_ms(const char *s, uint64_t *ret_ms)
 {
 	uint64_t whole = 0, frac = 0, fscale = 1, unit_us;
 	const char *p = s;
-	int digits = 0;
+	int digits = 0, dropped = 0;
 	unsigned __int128 us;
 
 	if (!s)
@@ -84,10 +108,13 @@ LK_API int lk_parse_duration_ms(const char *s, uint64_t *ret_ms)
 	if (*p == '.') {
 		p++;
 		while (*p >= '0' && *p <= '9') {
-			/* Digits past nanosecond precision of a second cannot matter. */
+			/* Keep 12 digits; remember whether anything dropped was
+			 * non-zero so that the result still rounds up. */
 			if (fscale < 1000000000000ull) {
 				frac = frac * 10 + (uint64_t)(*p - '0');
 				fscale *= 10;
+			} else if (*p != '0') {
+				dropped = 1;
 			}
 			p++;
 			digits++;
@@ -108,10 +135,13 @@ LK_API int lk_parse_duration_ms(const char *s, uint64_t *ret_ms)
 	else
 		return -EINVAL;
 
-	us = (unsigned __int128)whole * unit_us;
-	/* round the fraction up so that "0.0001s" is not 0 */
-	us += ((unsigned __int128)frac * unit_us + fscale - 1) / fscale;
-	us = (us + 999) / 1000;
+	/* in nanoseconds-of-a-µs precision: round every fraction up so that
+	 * "0.0001s" is not 0 */
+	us = (unsigned __int128)whole * unit_us * 1000000;
+	us += ((unsigned __int128)frac * unit_us * 1000000 + fscale - 1) / fscale;
+	if (dropped)
+		us += 1;
+	us = (us + 999999999) / 1000000000;
 	if (us > INT64_MAX)
 		return -ERANGE;
 	*ret_ms = (uint64_t)us;
@@ -225,9 +255,9 @@ int lk__url_parse(const char *s, struct lk__url_buf *ret, struct lk_err *err)
 
 LK_API const char *lk_strerror(int err)
 {
-	if (err < 0)
-		err = -err;
-	switch (err) {
+	long e = err < 0 ? -(long)err : (long)err;
+
+	switch (e) {
 	case 0:
 		return "success";
 	case EWOULDBLOCK:
@@ -314,9 +344,9 @@ void lk__hostname(char *buf, size_t len)
 	struct utsname u;
 
 	if (uname(&u) == 0)
-		snprintf(buf, len, "%s", u.nodename);
+		lk__label_copy(buf, len, u.nodename);
 	else
-		snprintf(buf, len, "unknown");
+		lk__label_copy(buf, len, "unknown");
 }
 
 int lk__forkguard_init(struct lk__forkguard *fg)

@@ -474,22 +474,32 @@ static int posix_klock_acquire(struct lk_bklock *bk, int shared, int64_t timeout
 	rec.since_ns = now;
 	rec.pid = who->pid;
 	rec.shared = (uint8_t)shared;
-	snprintf(rec.host, sizeof(rec.host), "%s", who->host);
-	snprintf(rec.owner, sizeof(rec.owner), "%s", who->owner ? who->owner : "");
+	lk__label_copy(rec.host, sizeof(rec.host), who->host);
+	lk__label_copy(rec.owner, sizeof(rec.owner), who->owner ? who->owner : "");
 	lk__krec_encode(&rec, buf);
-	memcpy(k->map + (idx == 0 ? LK_KSLOT1_OFF : LK_KSLOT0_OFF), buf, sizeof(buf));
 	if (sync) {
+		uint8_t saved[2][LK_KSLOT_SIZE];
+
 		/*
 		 * The new reservation must be on stable storage before a token
 		 * above the old one is handed out; both slots carry it so that
-		 * whichever survives a crash knows it.
+		 * whichever survives a crash knows it. If the sync fails, put the
+		 * old slots back: a reservation that is not on disk must not be
+		 * trusted by the next acquisition.
 		 */
-		memcpy(k->map + (idx == 0 ? LK_KSLOT0_OFF : LK_KSLOT1_OFF), buf, sizeof(buf));
+		memcpy(saved[0], k->map + LK_KSLOT0_OFF, LK_KSLOT_SIZE);
+		memcpy(saved[1], k->map + LK_KSLOT1_OFF, LK_KSLOT_SIZE);
+		memcpy(k->map + LK_KSLOT0_OFF, buf, sizeof(buf));
+		memcpy(k->map + LK_KSLOT1_OFF, buf, sizeof(buf));
 		if (SYS.msync(k->map, LK_KFILE_SIZE, MS_SYNC) < 0) {
 			r = -errno;
+			memcpy(k->map + LK_KSLOT0_OFF, saved[0], LK_KSLOT_SIZE);
+			memcpy(k->map + LK_KSLOT1_OFF, saved[1], LK_KSLOT_SIZE);
 			lk__err_set(err, "cannot sync lock file %s: %s", k->name, strerror(-r));
 			goto unlock;
 		}
+	} else {
+		memcpy(k->map + (idx == 0 ? LK_KSLOT1_OFF : LK_KSLOT0_OFF), buf, sizeof(buf));
 	}
 	if (shared)
 		ofd_unlock(k->fd, 1);
@@ -595,8 +605,8 @@ static int posix_klock_status(struct lk_bstore *bs, const char *name, struct lk_
 	}
 	if (idx >= 0) {
 		ret->token = rec.token;
-		snprintf(ret->holder.owner, sizeof(ret->holder.owner), "%s", rec.owner);
-		snprintf(ret->holder.host, sizeof(ret->holder.host), "%s", rec.host);
+		lk__label_copy(ret->holder.owner, sizeof(ret->holder.owner), rec.owner);
+		lk__label_copy(ret->holder.host, sizeof(ret->holder.host), rec.host);
 		ret->holder.pid = rec.pid;
 		ret->holder.since_ns = rec.since_ns;
 	} else if (ret->held) {

@@ -83,6 +83,7 @@ struct lk_lock;
 /* lk_store_opts.flags */
 #define LK_STORE_NOCREATE (1u << 0) /* fail with -ENOENT if the store is missing */
 #define LK_STORE_RDONLY (1u << 1)   /* observe only: no acquire, nothing created */
+#define LK_STORE_EXTERNAL_ENGINE (1u << 2) /* the caller drives the heartbeat engine */
 
 struct lk_store_opts {
 	uint32_t size;       /* sizeof(struct lk_store_opts); set by the initializer */
@@ -137,6 +138,21 @@ LK_API const char *lk_store_engine(const struct lk_store *st);
 
 /* The engine a store opened now would start: "io_uring" or "thread". */
 LK_API const char *lk_engine_default(void);
+
+/*
+ * For programs with their own event loop (store opened with
+ * LK_STORE_EXTERNAL_ENGINE): no engine thread is started. Poll the
+ * descriptor from lk_store_engine_fd() for POLLIN and call
+ * lk_store_engine_process() when it is readable, and at the latest after
+ * the timeout the previous call wrote to *ret_timeout_ms. Renewals,
+ * deadlines and on_lost callbacks then run inside lk_store_engine_process(),
+ * which never blocks on storage. Call both from one thread. The I/O itself
+ * still runs asynchronously (io_uring, or the fallback's worker thread), so a
+ * late call delays only the bookkeeping, never a deadline check made by
+ * lk_lock_check(). -EINVAL on a store opened without the flag.
+ */
+LK_API int lk_store_engine_fd(struct lk_store *st);
+LK_API int lk_store_engine_process(struct lk_store *st, int64_t *ret_timeout_ms);
 
 /* ------------------------------------------------------------------------
  * Locks
