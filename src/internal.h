@@ -93,6 +93,8 @@ int64_t lk__realtime_ns(void);
 uint64_t lk__random64(void);
 /* Start time of a process (clock ticks after boot), 0 if it does not exist. */
 uint64_t lk__pid_start(int32_t pid);
+/* The same, and its state letter from /proc (R, S, Z...). */
+uint64_t lk__pid_stat(int32_t pid, char *ret_state);
 
 /* Lease mode (lease.c) */
 int lk__lease_open(struct lk_lock *lk, const struct lk_lock_opts *o, struct lk_err *err);

@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -331,16 +332,26 @@ static void remember(struct lk__lease *l, struct seen *s, const struct obs *o)
 		s->rho_ppm = l->rho_ppm;
 }
 
-/* Same host (boot and pid namespace), and the holder's process is gone. */
+/* The record was written on this host: same boot and pid namespace. */
+static int holder_here(const struct lk_store *st, const struct lk__lrec *r)
+{
+	return !memcmp(r->boot_id, st->boot_id, 16) && st->pidns && r->pidns == st->pidns &&
+	       r->pid > 0;
+}
+
+/* Same host, and the holder's process is gone. */
 static int holder_dead_here(const struct lk_store *st, const struct lk__lrec *r)
 {
 	uint64_t start;
+	char state = 0;
 
-	if (memcmp(r->boot_id, st->boot_id, 16) || !st->pidns || r->pidns != st->pidns ||
-	    r->pid <= 0)
+	if (!holder_here(st, r))
 		return 0;
 	if (kill(r->pid, 0) == 0 || errno == EPERM) {
-		start = lk__pid_start(r->pid);
+		start = lk__pid_stat(r->pid, &state);
+		/* an exited process not yet reaped is dead too */
+		if (start && (state == 'Z' || state == 'X'))
+			return 1;
 		/* a recycled pid has another start time; unreadable means alive */
 		return start && r->pid_start && start != r->pid_start;
 	}
@@ -528,7 +539,8 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 	struct obs o;
 	int64_t t0 = lk__boottime_ns(), end = -1, backoff = ms_ns(5);
 	int64_t poll_ns = l->ttl_ns / 10;
-	int watch = -1, r;
+	int watch = -1, pidfd = -1, r;
+	int32_t pidfd_pid = 0;
 	uint64_t drain;
 
 	if (poll_ns > ms_ns(1000))
@@ -603,19 +615,36 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 			r = -ETIMEDOUT;
 			goto out;
 		}
+		/* A holder on this host: its death ends the hold, so watch for it
+		 * (a pidfd turns readable when the process exits) instead of
+		 * noticing only at the next poll. */
+		if (o.valid && o.rec.state == LK_LSTATE_HELD && holder_here(st, &o.rec) &&
+		    o.rec.pid != pidfd_pid) {
+			if (pidfd >= 0)
+				close(pidfd);
+			pidfd = (int)syscall(SYS_pidfd_open, o.rec.pid, 0);
+			pidfd_pid = pidfd >= 0 ? o.rec.pid : 0;
+		}
 		wait_until = now + jitter(poll_ns);
 		if (when >= 0 && when < wait_until)
 			wait_until = when;
 		if (end >= 0 && end < wait_until)
 			wait_until = end;
 		{
-			struct pollfd pfd[2] = { { l->cancel_fd, POLLIN, 0 }, { watch, POLLIN, 0 } };
+			struct pollfd pfd[3] = { { l->cancel_fd, POLLIN, 0 },
+						 { watch, POLLIN, 0 },
+						 { pidfd, POLLIN, 0 } };
 			int64_t ms = (wait_until - now + 999999) / 1000000;
 			char ev[4096];
 
 			if (ms < 0)
 				ms = 0;
-			if (poll(pfd, watch >= 0 ? 2 : 1, (int)ms) > 0) {
+			if (poll(pfd, 3, (int)ms) > 0) {
+				if (pfd[2].revents) {
+					close(pidfd);
+					pidfd = -1;
+					pidfd_pid = 0;
+				}
 				if (pfd[0].revents) {
 					r = -ECANCELED;
 					goto out;
@@ -629,6 +658,8 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 out:
 	if (watch >= 0)
 		close(watch);
+	if (pidfd >= 0)
+		close(pidfd);
 	return r;
 }
 

@@ -417,6 +417,13 @@ uint64_t lk__random64(void)
 
 uint64_t lk__pid_start(int32_t pid)
 {
+	char state;
+
+	return lk__pid_stat(pid, &state);
+}
+
+uint64_t lk__pid_stat(int32_t pid, char *ret_state)
+{
 	char path[64], buf[1024], *p;
 	unsigned long long start = 0;
 	ssize_t n;
@@ -436,8 +443,8 @@ uint64_t lk__pid_start(int32_t pid)
 	if (!p)
 		return 0;
 	/* fields after the name start at 3 (state); starttime is field 22 */
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-		   &start) != 1)
+	if (sscanf(p + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+		   ret_state, &start) != 2)
 		return 0;
 	return (uint64_t)start;
 }
