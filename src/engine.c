@@ -340,9 +340,19 @@ void lk__engine_add(struct lk__engine *e, struct lk__lease *l)
 
 int lk__engine_remove(struct lk__engine *e, struct lk__lease *l)
 {
+	/* From inside on_lost (documented as not allowed, but not worth a hang):
+	 * the callback that pins l is our own caller. */
+	int self = e->threaded && pthread_equal(pthread_self(), e->thread);
+
 	pthread_mutex_lock(&e->mu);
 	l->registered = 0;
-	while (l->pending || l->in_callback) {
+	if (self && l->pending) {
+		/* only this thread could reap that I/O: let the engine free l */
+		l->orphan = 1;
+		pthread_mutex_unlock(&e->mu);
+		return 0;
+	}
+	while (l->pending || (l->in_callback && !self)) {
 		int64_t dl = atomic_load(&l->deadline_ns), now = lk__boottime_ns();
 		struct timespec ts;
 		int64_t until;
