@@ -879,9 +879,14 @@ static int supervise(struct sup *s, struct lk_lock *lk, struct run_state *rs)
 				}
 			}
 		}
-		/* Has the guardian exited? Only then is everything dead. */
+		/* Has the guardian exited? Only then is everything dead. Once it
+		 * has said its last word, it is about to: wait for it. */
 		int gs;
-		pid_t p = waitpid(s->g, &gs, WNOHANG);
+		pid_t p;
+
+		do
+			p = waitpid(s->g, &gs, have_status || exec_err ? 0 : WNOHANG);
+		while (p < 0 && errno == EINTR);
 
 		if (p == s->g) {
 			/* its last messages were written before it exited */
@@ -907,7 +912,8 @@ static int supervise(struct sup *s, struct lk_lock *lk, struct run_state *rs)
 				status = -1;
 			}
 			/* its orphans, if any, came to us: none may outlive the lock */
-			kill_and_reap_all(c);
+			if (!(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD))
+				kill_and_reap_all(c);
 			break;
 		}
 	}
