@@ -88,6 +88,7 @@ struct posix_store {
 	struct lk_bstore base;
 	int dfd;
 	int rdonly;
+	int network;  /* a kernel-mounted network filesystem: bypass its caches */
 	mode_t file_mode;
 	char path[];
 };
@@ -134,6 +135,8 @@ static int mkdir_p(const char *path, mode_t mode, struct lk_err *err)
 	}
 	return 0;
 }
+
+static int posix_is_network(struct lk_bstore *bs);
 
 static int posix_store_open(const struct lk_url *url, const struct lk_store_opts *opts,
 			    struct lk_bstore **ret, struct lk_err *err)
@@ -182,6 +185,7 @@ static int posix_store_open(const struct lk_url *url, const struct lk_store_opts
 	}
 	ps->base.be = &lk__posix_backend;
 	ps->dfd = dfd;
+	ps->network = posix_is_network(&ps->base);
 	ps->rdonly = rdonly;
 	ps->file_mode = opts->file_mode;
 	strcpy(ps->path, url->path);
@@ -828,7 +832,19 @@ static int posix_read(struct lk_bstore *bs, const char *path, void *buf, size_t 
 
 	if (r < 0)
 		return r;
-	fd = SYS.openat(a.dfd, a.base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0);
+	/*
+	 * On a kernel-mounted network filesystem the client may answer a read
+	 * from its page cache; expiry decisions must see what the server has,
+	 * so records are read with O_DIRECT there (NFS allows unaligned direct
+	 * I/O). Local filesystems have one cache, which is the truth.
+	 */
+	fd = SYS.openat(a.dfd, a.base,
+			O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY |
+				(ps->network ? O_DIRECT : 0),
+			0);
+	if (fd < 0 && ps->network && errno == EINVAL)
+		fd = SYS.openat(a.dfd, a.base,
+				O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0);
 	if (fd < 0) {
 		r = -errno;
 		if (r == -ELOOP)
@@ -922,7 +938,10 @@ static int posix_open_record(struct lk_bstore *bs, const char *dir, const char *
 		r = -errno;
 		goto fail;
 	}
-	f->fd = SYS.openat(ldfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0);
+	/* renewals must reach the server of a network filesystem, not its cache */
+	f->fd = SYS.openat(ldfd, name,
+			   O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | (ps->network ? O_DSYNC : 0),
+			   0);
 	SYS.close(ldfd);
 	if (f->fd < 0) {
 		r = -errno;
