@@ -57,6 +57,7 @@ struct lk_lock {
 	enum lk_mode mode;
 	uint32_t flags;
 	_Atomic uint64_t token; /* 0 when not held */
+	atomic_int busy;        /* an acquire is running on this handle */
 	struct lk__waiter waiter;
 	char name[LK_NAME_MAX + 1];
 	char owner[LK_OWNER_MAX + 1];

@@ -165,14 +165,18 @@ LK_API int lk_lock_acquire(struct lk_lock *lk, int64_t timeout_ms)
 		return lock_fail(lk, NULL, -ECHILD);
 	if (atomic_load_explicit(&lk->token, memory_order_relaxed))
 		return lock_fail(lk, NULL, -EBUSY);
+	/* one acquire per handle at a time: a second would share the first's
+	 * open file description and could "succeed" alongside it */
+	if (atomic_exchange_explicit(&lk->busy, 1, memory_order_acquire))
+		return lock_fail(lk, NULL, -EBUSY);
 
 	if (lk->mode == LK_MODE_LEASE) {
 		err.msg[0] = 0;
 		r = lk__lease_acquire(lk, timeout_ms, &err);
-		if (r < 0)
-			return lock_fail(lk, &err, r);
-		atomic_store_explicit(&lk->token, lk->lease->gen, memory_order_release);
-		return 0;
+		if (r == 0)
+			atomic_store_explicit(&lk->token, lk->lease->gen, memory_order_release);
+		atomic_store_explicit(&lk->busy, 0, memory_order_release);
+		return r < 0 ? lock_fail(lk, &err, r) : 0;
 	}
 	who.owner = lk->owner;
 	who.host = st->host;
@@ -181,12 +185,14 @@ LK_API int lk_lock_acquire(struct lk_lock *lk, int64_t timeout_ms)
 	err.msg[0] = 0;
 	r = st->be->klock_acquire(lk->bk, !!(lk->flags & LK_LOCK_SHARED), timeout_ms, &who,
 				  &lk->waiter, &tok, &err);
+	if (r == 0)
+		atomic_store_explicit(&lk->token, tok, memory_order_release);
+	atomic_store_explicit(&lk->busy, 0, memory_order_release);
 	if (r < 0) {
 		if (r == -EALREADY)
 			r = -EBUSY; /* another thread is already waiting on this handle */
 		return lock_fail(lk, &err, r);
 	}
-	atomic_store_explicit(&lk->token, tok, memory_order_release);
 	return 0;
 }
 

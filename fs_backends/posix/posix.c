@@ -451,15 +451,30 @@ static int posix_klock_acquire(struct lk_bklock *bk, int shared, int64_t timeout
 	int64_t now;
 	int idx, sync, r;
 
+	int64_t t0 = shared && timeout_ms > 0 ? lk__monotonic_ns() : 0;
+
 	r = ofd_lock(k->fd, shared ? F_RDLCK : F_WRLCK, 0, timeout_ms, waiter);
 	if (r < 0)
 		return r;
 	if (shared) {
-		/* Other shared holders may be writing the record: take byte 1. */
-		r = ofd_lock(k->fd, F_WRLCK, 1, timeout_ms, waiter);
+		/*
+		 * Other shared holders may be writing the record: take byte 1.
+		 * Its holders keep it for a few microseconds, so even a "try
+		 * once" waits for it (at most a second: a holder stopped inside
+		 * that section must not hang us); a timed acquire waits at most
+		 * what is left of its timeout.
+		 */
+		int64_t t1 = timeout_ms == 0 ? 1000 : timeout_ms;
+
+		if (timeout_ms > 0) {
+			t1 = timeout_ms - (lk__monotonic_ns() - t0) / 1000000;
+			if (t1 < 1)
+				t1 = 1;
+		}
+		r = ofd_lock(k->fd, F_WRLCK, 1, t1, waiter);
 		if (r < 0) {
 			ofd_unlock(k->fd, 0);
-			return r;
+			return r == -ETIMEDOUT && timeout_ms == 0 ? -EWOULDBLOCK : r;
 		}
 	}
 
