@@ -76,7 +76,7 @@ void lk__label_copy(char *dst, size_t cap, const char *src);
 /* Store URL parsing: fills *ret with pointers into buf (which it owns). */
 struct lk__url_buf {
 	struct lk_url url;
-	char buf[4096 + 64];
+	char buf[2 * 4096 + 512];
 };
 int lk__url_parse(const char *s, struct lk__url_buf *ret, struct lk_err *err);
 

@@ -17,7 +17,10 @@
  * (page cache only); when the next token would pass R, or the boot id differs
  * (the machine restarted, so unsynced tokens may be lost), a new reservation
  * is synced first and counting continues above the old R. The cost is one
- * sync per LK_TOKEN_CHUNK acquisitions and one per boot.
+ * sync per LK_TOKEN_CHUNK acquisitions and one per boot. A record also says
+ * whether its reservation is known to be on disk: it is written unsynced,
+ * synced, and only then marked synced, so a writer killed during the sync
+ * leaves a mark that makes the next acquisition sync before trusting it.
  *
  * A file with no valid record (new, or both slots damaged) starts above twice
  * the wall clock in microseconds. That keeps tokens increasing on stores that
@@ -137,7 +140,7 @@ void lk__krec_encode(const struct lk__krec *r, uint8_t out[LK_KSLOT_SIZE])
 	memcpy(out + 32, r->boot_id, 16);
 	put64(out + 48, (uint64_t)r->since_ns);
 	put32(out + 56, (uint32_t)r->pid);
-	out[60] = r->shared ? 1 : 0;
+	out[60] = (uint8_t)((r->shared ? 1 : 0) | (r->synced ? 2 : 0));
 	put_str(out + 64, 64, r->host);
 	put_str(out + 128, 64, r->owner);
 	put32(out + 252, lk__crc32c(0, out, 252));
@@ -158,6 +161,7 @@ int lk__krec_decode(const uint8_t *in, size_t len, struct lk__krec *ret)
 	ret->since_ns = (int64_t)get64(in + 48);
 	ret->pid = (int32_t)get32(in + 56);
 	ret->shared = in[60] & 1;
+	ret->synced = (in[60] >> 1) & 1;
 	get_str(ret->host, sizeof(ret->host), in + 64);
 	get_str(ret->owner, sizeof(ret->owner), in + 128);
 	if (ret->token > ret->reserved || ret->reserved >= LK_TOKEN_LIMIT)
@@ -203,9 +207,18 @@ int lk__ktoken_next(const struct lk__krec *cur, const uint8_t boot_id[16], int64
 		res = 0;
 		sync = 1;
 	} else {
+		static const uint8_t unknown[16];
+
 		tok = cur->token + 1;
 		res = cur->reserved;
-		if (memcmp(cur->boot_id, boot_id, 16)) {
+		/*
+		 * Sync first when the reservation was never confirmed on disk (its
+		 * writer may have died before its sync finished) or when this boot
+		 * cannot be told apart from others (no boot id).
+		 */
+		if (!cur->synced || !memcmp(boot_id, unknown, 16))
+			sync = 1;
+		if (memcmp(cur->boot_id, boot_id, 16) || !memcmp(boot_id, unknown, 16)) {
 			/* tokens above token may have been handed out and lost */
 			tok = cur->reserved + 1;
 			sync = 1;

@@ -29,6 +29,7 @@ struct lk__krec {
 	int64_t since_ns;  /* CLOCK_REALTIME of the last acquisition, for humans */
 	int32_t pid;
 	uint8_t shared;
+	uint8_t synced;    /* reserved is known to be on stable storage */
 	char host[64];
 	char owner[64];
 };

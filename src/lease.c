@@ -231,7 +231,7 @@ static int observe(struct lk__lease *l, struct obs *o, struct lk_err *err)
 again:
 	if (++attempts > 20) {
 		lk__err_set(err, "lock %s keeps changing under observation", l->dir);
-		return -EAGAIN;
+		return -EBUSY;
 	}
 	if (l->hint_gen) {
 		/* Probe the next generation instead of listing the directory. */
@@ -660,6 +660,8 @@ out:
 		close(watch);
 	if (pidfd >= 0)
 		close(pidfd);
+	while (read(l->cancel_fd, &drain, sizeof(drain)) > 0)
+		;
 	return r;
 }
 
@@ -712,9 +714,15 @@ int lk__lease_release(struct lk_lock *lk, struct lk_err *err)
 int lk__lease_cancel(struct lk_lock *lk)
 {
 	uint64_t one = 1;
+	struct timespec ms = { 0, 1000000 };
 
-	if (write(lk->lease->cancel_fd, &one, sizeof(one)) < 0)
-		return -errno;
+	/* Return once the acquire has (it checks between storage calls). Keep
+	 * poking: an acquire that was just starting may have drained a poke. */
+	while (atomic_load(&lk->busy)) {
+		if (write(lk->lease->cancel_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			return -errno;
+		nanosleep(&ms, NULL);
+	}
 	return 0;
 }
 

@@ -200,7 +200,7 @@ int lk__url_parse(const char *s, struct lk__url_buf *ret, struct lk_err *err)
 		return -EINVAL;
 	}
 	n = strlen(s);
-	if (n >= sizeof(ret->buf) - 64) {
+	if (n >= 4096) {
 		lk__err_set(err, "store location is too long");
 		return -ENAMETOOLONG;
 	}
@@ -245,8 +245,30 @@ int lk__url_parse(const char *s, struct lk__url_buf *ret, struct lk_err *err)
 		return 0;
 	}
 	if ((size_t)(colon - s) == 3 && !strncasecmp(s, "nfs", 3)) {
-		lk__err_set(err, "nfs:// stores are not supported by this build of lockkit");
-		return -EPROTONOSUPPORT;
+		/* nfs://SERVER[:PORT]/EXPORT/DIR[?args]: the backend checks the
+		 * arguments; here only the shape is checked. */
+		const char *slash = strchr(rest, '/');
+		const char *q = strchr(rest, '?');
+		size_t hlen;
+
+		if (!slash || (q && q < slash)) {
+			lk__err_set(err, "nfs URL '%s' has no export path", s);
+			return -EINVAL;
+		}
+		hlen = (size_t)(slash - rest);
+		if (hlen == 0 || hlen > 255 || strpbrk(rest, "#") ||
+		    memchr(rest, '@', hlen)) {
+			lk__err_set(err, "nfs URL '%s' has no usable server name", s);
+			return -EINVAL;
+		}
+		memcpy(ret->buf, s, n + 1);   /* the whole URL, for libnfs */
+		memcpy(ret->buf + n + 1, rest, hlen);
+		ret->buf[n + 1 + hlen] = 0;
+		ret->url.scheme = "nfs";
+		ret->url.path = ret->buf;      /* the full URL */
+		ret->url.host = ret->buf + n + 1;
+		ret->url.query = q ? ret->buf + (q - s) + 1 : NULL;
+		return 0;
 	}
 	lk__err_set(err, "unknown store URL scheme '%.*s' (use a path, file:// or nfs://)",
 		    (int)(colon - s), s);

@@ -341,6 +341,10 @@ static int kfile_init(struct posix_klock *k, struct lk_err *err)
 	lk__kfile_header_encode(page);
 	/* No record yet: the first acquisition seeds the token and syncs. */
 	n = SYS.pwrite(k->fd, page, sizeof(page), 0);
+	if (n == (ssize_t)sizeof(page) && SYS.fsync(k->fd) < 0) {
+		/* a page of zeros after a power loss would be refused for good */
+		n = -1;
+	}
 	if (n != (ssize_t)sizeof(page)) {
 		r = n < 0 ? -errno : -ENOSPC;
 		lk__err_set(err, "cannot write lock file %s: %s", k->name, strerror(-r));
@@ -454,6 +458,11 @@ static int posix_klock_acquire(struct lk_bklock *bk, int shared, int64_t timeout
 	int64_t t0 = shared && timeout_ms > 0 ? lk__monotonic_ns() : 0;
 
 	r = ofd_lock(k->fd, shared ? F_RDLCK : F_WRLCK, 0, timeout_ms, waiter);
+	if (r == -EBUSY)
+		lk__err_set(err,
+			    "the program has its own handler for signal %d, which lockkit uses to "
+			    "end waits; choose another with lk_store_opts.wait_signal",
+			    waiter->signo);
 	if (r < 0)
 		return r;
 	if (shared) {
@@ -493,6 +502,7 @@ static int posix_klock_acquire(struct lk_bklock *bk, int shared, int64_t timeout
 	rec.since_ns = now;
 	rec.pid = who->pid;
 	rec.shared = (uint8_t)shared;
+	rec.synced = sync ? 0 : 1;
 	lk__label_copy(rec.host, sizeof(rec.host), who->host);
 	lk__label_copy(rec.owner, sizeof(rec.owner), who->owner ? who->owner : "");
 	lk__krec_encode(&rec, buf);
@@ -517,6 +527,11 @@ static int posix_klock_acquire(struct lk_bklock *bk, int shared, int64_t timeout
 			lk__err_set(err, "cannot sync lock file %s: %s", k->name, strerror(-r));
 			goto unlock;
 		}
+		/* on disk now: say so (this mark itself needs no sync) */
+		rec.synced = 1;
+		lk__krec_encode(&rec, buf);
+		memcpy(k->map + LK_KSLOT0_OFF, buf, sizeof(buf));
+		memcpy(k->map + LK_KSLOT1_OFF, buf, sizeof(buf));
 	} else {
 		memcpy(k->map + (idx == 0 ? LK_KSLOT1_OFF : LK_KSLOT0_OFF), buf, sizeof(buf));
 	}

@@ -232,7 +232,9 @@ LK_API int lk_lock_release(struct lk_lock *lk);
  * when no acquire is waiting. */
 LK_API int lk_lock_cancel(struct lk_lock *lk);
 
-/* Token of the current hold, 0 when not held. */
+/* Token of the current hold, 0 when not held. A lease that was lost keeps
+ * reporting its token until lk_lock_release(), so that it can still be
+ * logged; lk_lock_check() says whether the hold is still valid. */
 LK_API uint64_t lk_lock_token(const struct lk_lock *lk);
 
 /*

@@ -66,6 +66,7 @@ static struct lk__krec make_rec(uint64_t seq, uint64_t token, uint64_t reserved,
 	r.since_ns = 1700000000123456789ll;
 	r.pid = 4242;
 	r.shared = 0;
+	r.synced = 1;
 	snprintf(r.host, sizeof(r.host), "%s", "build-07.example.org");
 	snprintf(r.owner, sizeof(r.owner), "%s", "nightly-backup");
 	return r;
@@ -476,6 +477,38 @@ static void test_token_fresh(void **state)
 	assert_int_equal(sync, 1);
 }
 
+static void test_token_unsynced_or_unknown_boot(void **state)
+{
+	static const uint8_t zero[16];
+	struct lk__krec cur = make_rec(9, 100, 1000, boot_a);
+	uint64_t tok, res;
+	int sync = -1;
+
+	/* a reservation whose writer died before its sync finished */
+	cur.synced = 0;
+	assert_int_equal(lk__ktoken_next(&cur, boot_a, NOW_NS, &tok, &res, &sync), 0);
+	assert_int_equal(sync, 1);
+	assert_true(tok > 100);
+	/* the flag survives encoding */
+	{
+		uint8_t buf[LK_KSLOT_SIZE];
+		struct lk__krec back;
+
+		lk__krec_encode(&cur, buf);
+		assert_int_equal(lk__krec_decode(buf, sizeof(buf), &back), 0);
+		assert_int_equal(back.synced, 0);
+		cur.synced = 1;
+		lk__krec_encode(&cur, buf);
+		assert_int_equal(lk__krec_decode(buf, sizeof(buf), &back), 0);
+		assert_int_equal(back.synced, 1);
+	}
+	/* no boot id: every acquisition syncs and starts above the reservation */
+	cur = make_rec(9, 100, 1000, zero);
+	assert_int_equal(lk__ktoken_next(&cur, zero, NOW_NS, &tok, &res, &sync), 0);
+	assert_int_equal(sync, 1);
+	assert_int_equal(tok, 1001);
+}
+
 static void test_token_same_boot(void **state)
 {
 	struct lk__krec cur = make_rec(9, 100, 1000, boot_a);
@@ -852,6 +885,7 @@ int main(void)
 		cmocka_unit_test(test_pick_both_bad),
 		cmocka_unit_test(test_token_fresh),
 		cmocka_unit_test(test_token_same_boot),
+		cmocka_unit_test(test_token_unsynced_or_unknown_boot),
 		cmocka_unit_test(test_token_crossing_reservation),
 		cmocka_unit_test(test_token_new_boot),
 		cmocka_unit_test(test_token_limit),

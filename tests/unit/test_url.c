@@ -123,8 +123,10 @@ static void test_query_and_fragment_refused(void **state)
 
 static void test_schemes(void **state)
 {
-	expect_error("nfs://server/export", -EPROTONOSUPPORT);
-	expect_error("NFS://server/export", -EPROTONOSUPPORT);
+	expect_error("nfs://server", -EINVAL);
+	expect_error("nfs:///export", -EINVAL);
+	expect_error("nfs://user@server/export", -EINVAL);
+	expect_error("nfs://server?x=1/export", -EINVAL);
 	expect_error("http://example.com/x", -EINVAL);
 	expect_error("s3://bucket/x", -EINVAL);
 	expect_error("nfs4://server/x", -EINVAL);
@@ -186,11 +188,26 @@ static void test_long_but_fitting(void **state)
 	free(want);
 }
 
+static void test_nfs_url(void **state)
+{
+	struct lk_err e = { "" };
+
+	assert_int_equal(lk__url_parse("nfs://127.0.0.1:2049/export/dir?version=3&nfsport=20490",
+				       &ub, &e), 0);
+	assert_string_equal(ub.url.scheme, "nfs");
+	assert_string_equal(ub.url.host, "127.0.0.1:2049");
+	assert_string_equal(ub.url.path, "nfs://127.0.0.1:2049/export/dir?version=3&nfsport=20490");
+	assert_string_equal(ub.url.query, "version=3&nfsport=20490");
+	assert_int_equal(lk__url_parse("NFS://srv/x", &ub, &e), 0);
+	assert_string_equal(ub.url.host, "srv");
+	assert_null(ub.url.query);
+}
+
 static void test_null_err_is_allowed(void **state)
 {
 	/* callers that do not want the text may pass no lk_err */
 	assert_int_equal(lk__url_parse("http://x", &ub, NULL), -EINVAL);
-	assert_int_equal(lk__url_parse("nfs://x/y", &ub, NULL), -EPROTONOSUPPORT);
+	assert_int_equal(lk__url_parse("nfs://x", &ub, NULL), -EINVAL);
 	assert_int_equal(lk__url_parse("/ok", &ub, NULL), 0);
 	assert_string_equal(ub.url.path, "/ok");
 }
@@ -206,6 +223,7 @@ int main(void)
 		cmocka_unit_test(test_query_and_fragment_refused),
 		cmocka_unit_test(test_schemes),
 		cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_nfs_url),
 		cmocka_unit_test(test_too_long),
 		cmocka_unit_test(test_long_but_fitting),
 		cmocka_unit_test(test_null_err_is_allowed),

@@ -71,8 +71,6 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
 			printf("lockctl %s (liblockkit %s)\n", LK_VERSION_STRING, lk_version());
 			return 0;
-		} else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-			c.verbose++;
 		} else if (a[0] == '-') {
 			die_usage("unknown option '%s'", a);
 		} else {

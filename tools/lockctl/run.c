@@ -4,10 +4,12 @@
  * and everything it started are dead before the lock can be taken by anyone
  * else, even when lockctl itself is SIGKILLed.
  *
- * flock(1) cannot promise that: the kernel drops a lock while the dying
- * holder closes its files, so a SIGKILLed flock(1) frees the lock while its
- * command runs on. A parent-death signal does not close the gap either: it
- * is sent after the lock is already gone, and only to the direct child.
+ * flock(1) cannot promise that. By default it passes the lock's descriptor
+ * to its command, so any background process the command leaves behind keeps
+ * the lock after the command is done (and nothing ever kills it); with -o the
+ * kernel drops the lock as soon as a SIGKILLed flock(1) closes its files,
+ * while the command runs on. A parent-death signal does not close the gap:
+ * it is sent after the lock is already gone, and only to the direct child.
  *
  * So three processes take part:
  *
@@ -25,8 +27,10 @@
  *                    does not inherit the lock's descriptor.
  *
  * If G is killed, L (also a subreaper) does the same clean-up before it
- * releases. Only killing L and G together can leave the command running
- * unlocked; the command then gets SIGKILL from its parent-death signal.
+ * releases. G runs in a process group of its own, so killing lockctl's job
+ * or process group leaves it in place to clean up. Only killing L and G by
+ * their pids at the same moment can leave COMMAND's descendants running
+ * unlocked; COMMAND itself then gets SIGKILL from its parent-death signal.
  *
  * Terminal job control: with COMMAND in the foreground, Ctrl-Z stops only
  * COMMAND's group. G sees it stop and tells L, which takes the terminal back
@@ -513,6 +517,7 @@ struct sup {
 	int msgp[2]; /* guardian -> lockctl */
 	int gop[2];  /* lockctl -> guardian: the token to start with, or EOF to give up */
 	int tty;
+	int pipe_ignored; /* SIGPIPE was ignored when lockctl started */
 	pid_t g;
 	struct shared_state *sh;
 };
@@ -549,8 +554,16 @@ static void __attribute__((noreturn)) guardian(struct sup *s)
 	for (size_t i = 0; i < N_GUARD_IGNORED; i++) {
 		ca.ignored[i] = sigaction(guard_ignored[i], NULL, &old) == 0 &&
 				!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN;
+		if (guard_ignored[i] == SIGPIPE)
+			ca.ignored[i] = s->pipe_ignored;
 		signal(guard_ignored[i], SIG_IGN);
 	}
+	/*
+	 * A group of our own: "kill -9 %job" or a service manager killing
+	 * lockctl's process group must not take the guardian along, or the lock
+	 * would be freed while COMMAND's children run on.
+	 */
+	setpgid(0, 0);
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &chld, &orig);
@@ -982,7 +995,7 @@ int cmd_run(struct ctx *c, int argc, char **argv)
 	struct sup s = { 0 };
 	struct lk_store *st = NULL;
 	struct lk_lock *lk = NULL;
-	char owner[LK_OWNER_MAX + 1], abs[PATH_MAX + 8];
+	char abs[PATH_MAX + 8];
 	const char *store_env = c->store;
 	int r, rc;
 
@@ -992,14 +1005,13 @@ int cmd_run(struct ctx *c, int argc, char **argv)
 		return rc;
 
 	if (o.owner) {
-		snprintf(owner, sizeof(owner), "%s", o.owner);
+		lo.owner = o.owner;
 	} else {
 		const char *base = o.shell_cmd ? "sh" : o.cmd[0];
 		const char *slash = strrchr(base, '/');
 
-		snprintf(owner, sizeof(owner), "%s", slash ? slash + 1 : base);
+		lo.owner = slash ? slash + 1 : base; /* the library cuts it to fit */
 	}
-	lo.owner = owner;
 	lo.mode = o.mode;
 	lo.flags = o.shared ? LK_LOCK_SHARED : 0;
 	lo.ttl_ms = o.ttl_ms;
@@ -1045,6 +1057,14 @@ int cmd_run(struct ctx *c, int argc, char **argv)
 	}
 	setenv("LOCKCTL_NAME", o.name, 1);
 	setenv("LOCKCTL_STORE", store_env, 1);
+	/* lockctl must survive writing to a guardian that died; COMMAND gets
+	 * the disposition lockctl itself was started with */
+	{
+		struct sigaction old;
+
+		s.pipe_ignored = sigaction(SIGPIPE, NULL, &old) == 0 &&
+				 !(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN;
+	}
 	signal(SIGPIPE, SIG_IGN);
 
 	r = start_guardian(&s);

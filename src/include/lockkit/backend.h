@@ -72,8 +72,8 @@ struct lk_bfile {
 /* Parsed store location handed to a backend's store_open. */
 struct lk_url {
 	const char *scheme; /* "file", "nfs" */
-	const char *path;   /* decoded path */
-	const char *host;   /* NULL for file */
+	const char *path;   /* file: the decoded path; nfs: the whole URL */
+	const char *host;   /* nfs: SERVER[:PORT]; NULL for file */
 	const char *query;  /* raw query string or NULL */
 };
 
