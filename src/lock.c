@@ -103,7 +103,14 @@ LK_API int lk_lock_open(struct lk_store *st, const char *name, const struct lk_l
 	}
 	if (mode == LK_MODE_KERNEL &&
 	    (!(st->be->caps & LK_CAP_KERNEL_LOCKS) || !st->be->klock_open)) {
-		lk__err_set(&err, "the %s backend has no kernel-mode locks", st->be->name);
+		if (entry == LK_ENTRY_KERNEL)
+			lk__err_set(&err,
+				    "lock %s is a kernel-mode lock file, which the %s backend cannot "
+				    "lock (use it from the host that exports the directory)",
+				    name, st->be->name);
+		else
+			lk__err_set(&err, "kernel mode is not available on %s:// stores; use lease "
+					  "mode", st->be->scheme);
 		r = -EOPNOTSUPP;
 		goto fail;
 	}

@@ -19,10 +19,11 @@
 struct ctx {
 	const char *store;   /* as given or defaulted */
 	int store_is_default;
-	int verbose;
 };
 
 /* util.c */
+/* The lock a command is about: error lines name it once it is known. */
+extern const char *lockctl_lock_name;
 void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void errline(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int exit_for_store_error(int err);

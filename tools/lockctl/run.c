@@ -287,9 +287,41 @@ static int parse_short(struct run_opts *o, const char *a, const char *next)
 	return 0;
 }
 
+/* Find NAME before parsing, so that every error line can name the lock. */
+static const char *prescan_name(int argc, char **argv)
+{
+	static const char *const with_value[] = { "--wait", "--timeout", "--conflict-exit-code",
+						  "--command", "--mode", "--ttl", "--owner",
+						  "--grace", "--kill-after", NULL };
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--"))
+			return i + 1 < argc ? argv[i + 1] : NULL;
+		if (a[0] == '-' && a[1] == '-') {
+			for (int k = 0; with_value[k]; k++)
+				if (!strcmp(a, with_value[k]))
+					i++;
+		} else if (a[0] == '-' && a[1]) {
+			const char *v = strpbrk(a + 1, "wEc");
+
+			if (v && !v[1])
+				i++;
+		} else {
+			return a;
+		}
+	}
+	return NULL;
+}
+
 static void parse_run(struct run_opts *o, int argc, char **argv)
 {
 	int i;
+
+	lockctl_lock_name = prescan_name(argc, argv);
+	if (lockctl_lock_name && lk_name_valid(lockctl_lock_name) < 0)
+		lockctl_lock_name = NULL;
 
 	memset(o, 0, sizeof(*o));
 	o->wait_ms = -1;
@@ -320,9 +352,12 @@ static void parse_run(struct run_opts *o, int argc, char **argv)
 		else
 			die_usage("run: missing NAME (see 'lockctl run --help')");
 	}
-	if (lk_name_valid(o->name) < 0)
+	if (lk_name_valid(o->name) < 0) {
+		lockctl_lock_name = NULL;
 		die_usage("invalid lock name '%s': use 1-255 of [A-Za-z0-9._-], not starting with '.'",
 			  o->name);
+	}
+	lockctl_lock_name = o->name;
 	if (o->shell_cmd && i < argc)
 		die_usage("run: give either -c 'COMMAND' or COMMAND [ARG...], not both");
 	if (!o->shell_cmd && i >= argc)
@@ -331,6 +366,8 @@ static void parse_run(struct run_opts *o, int argc, char **argv)
 
 	if (o->ttl_set && o->mode_set && o->mode == LK_MODE_KERNEL)
 		die_usage("run: --ttl applies to lease mode, not --mode kernel");
+	if (o->kill_after_set && o->mode_set && o->mode == LK_MODE_KERNEL)
+		die_usage("run: --kill-after applies to lease mode, not --mode kernel");
 	if (o->ttl_set)
 		o->mode = LK_MODE_LEASE;
 	if (o->shared && o->mode == LK_MODE_LEASE)
@@ -948,7 +985,8 @@ static int supervise(struct sup *s, struct lk_lock *lk, struct run_state *rs)
 	if (lease && !lost && lk_lock_check(lk) < 0)
 		lost = 1;
 	if (exec_err > 0) {
-		errline("%s: %s", o->shell_cmd ? "/bin/sh" : o->cmd[0], strerror(exec_err));
+		errline("%s: %s: %s", o->name, o->shell_cmd ? "/bin/sh" : o->cmd[0],
+			strerror(exec_err));
 		return exec_err == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC;
 	}
 	if (exec_err < 0) {
@@ -1043,7 +1081,7 @@ int cmd_run(struct ctx *c, int argc, char **argv)
 		lk_lock_close(lk);
 		lk = NULL;
 	} else if (o.kill_after_set) {
-		die_usage("run: --kill-after applies to lease mode");
+		die_usage("run: --kill-after applies to lease mode; %s is a kernel-mode lock", o.name);
 	}
 
 	/* COMMAND may change directory: hand it an absolute store path. */

@@ -151,6 +151,7 @@ int cmd_status(struct ctx *c, int argc, char **argv)
 	}
 	if (!name)
 		die_usage("status: missing NAME");
+	lockctl_lock_name = lk_name_valid(name) == 0 ? name : NULL;
 	if (lk_name_valid(name) < 0)
 		die_usage("invalid lock name '%s': use 1-255 of [A-Za-z0-9._-], not starting with '.'",
 			  name);

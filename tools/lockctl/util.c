@@ -15,11 +15,15 @@
 
 #include "lockctl.h"
 
+const char *lockctl_lock_name;
+
 void die_usage(const char *fmt, ...)
 {
 	va_list ap;
 
 	fputs("lockctl: ", stderr);
+	if (lockctl_lock_name)
+		fprintf(stderr, "%s: ", lockctl_lock_name);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -84,14 +88,15 @@ static int check_default_store(const char *path)
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISDIR(st.st_mode)) {
-		errline("default store %s is not a directory; refusing it (set LOCKCTL_STORE or -S)",
-			path);
+		errline("%s%sdefault store %s is not a directory; refusing it (set LOCKCTL_STORE or -S)",
+			lockctl_lock_name ? lockctl_lock_name : "", lockctl_lock_name ? ": " : "", path);
 		return -EPERM;
 	}
 	if (st.st_uid != geteuid() || (st.st_mode & 022)) {
-		errline("default store %s is owned by uid %u or writable by others; refusing it "
+		errline("%s%sdefault store %s is owned by uid %u or writable by others; refusing it "
 			"(set LOCKCTL_STORE or -S)",
-			path, (unsigned)st.st_uid);
+			lockctl_lock_name ? lockctl_lock_name : "", lockctl_lock_name ? ": " : "", path,
+			(unsigned)st.st_uid);
 		return -EPERM;
 	}
 	return 0;
@@ -115,7 +120,10 @@ int open_store(struct ctx *c, int readonly, struct lk_store **ret)
 	if (r == -ENOENT && readonly)
 		return 0; /* nothing was ever locked there */
 	if (r < 0) {
-		errline("%s", msg);
+		if (lockctl_lock_name)
+			errline("%s: %s", lockctl_lock_name, msg);
+		else
+			errline("%s", msg);
 		return exit_for_store_error(r);
 	}
 	if (c->store_is_default && !readonly) {
