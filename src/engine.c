@@ -386,58 +386,119 @@ struct lk__engine_sys lk__engine_sys = {
 	.fstatat = fstatat,
 };
 
-struct tengine {
-	int evfd;
-	pthread_t worker;
-	pthread_cond_t wcv;
-	int stop;
-	struct lk__lease *head, **tail; /* renewals to do, through lease->qnext */
-};
-
+/*
+ * The I/O worker: one thread that performs renewals with blocking calls, so
+ * that the engine's own thread never does. The fallback engine sends every
+ * renewal here; the io_uring engine sends those of backends that have no
+ * descriptors for it to use (nfs://).
+ */
 static void *worker_main(void *arg)
 {
-	struct lk__engine *e = arg;
-	struct tengine *t = e->impl;
+	struct lk__iowork *w = arg;
+	struct lk__engine *e = w->e;
 
 	pthread_mutex_lock(&e->mu);
 	for (;;) {
 		struct lk__lease *l;
 		uint8_t buf[LK_LREC_SIZE];
 		char probe[LK_NAME_MAX + LK_GEN_NAME_LEN + 2];
-		int fd, dfd, wres, pres;
+		struct lk_bfile *f;
+		int wres, pres;
 		struct stat st;
 		ssize_t n;
-		uint64_t one = 1;
 
-		while (!t->stop && !t->head)
-			pthread_cond_wait(&t->wcv, &e->mu);
-		if (t->stop)
+		while (!w->stop && !w->head)
+			pthread_cond_wait(&w->wcv, &e->mu);
+		if (w->stop)
 			break;
-		l = t->head;
-		t->head = l->qnext;
-		if (!t->head)
-			t->tail = &t->head;
+		l = w->head;
+		w->head = l->qnext;
+		if (!w->head)
+			w->tail = &w->head;
 		l->qnext = NULL;
 		memcpy(buf, l->wbuf, sizeof(buf));
 		memcpy(probe, l->probe, sizeof(probe));
-		fd = l->f->fd;
-		dfd = l->f->dirfd;
+		f = l->f; /* not closed while I/O is pending (lk__engine_remove) */
 		pthread_mutex_unlock(&e->mu);
 
-		n = lk__engine_sys.pwrite(fd, buf, sizeof(buf), 0);
-		wres = n < 0 ? -errno : (int)n;
-		pres = lk__engine_sys.fstatat(dfd, probe, &st, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+		if (f->fd >= 0) {
+			n = lk__engine_sys.pwrite(f->fd, buf, sizeof(buf), 0);
+			wres = n < 0 ? -errno : (int)n;
+			pres = lk__engine_sys.fstatat(f->dirfd, probe, &st, AT_SYMLINK_NOFOLLOW) < 0
+				       ? -errno
+				       : 0;
+		} else {
+			const struct lk_backend *be = f->bs->be;
+
+			wres = be->write_record(f, buf, sizeof(buf), NULL);
+			if (wres == 0)
+				wres = (int)sizeof(buf);
+			pres = be->stat(f->bs, probe, NULL, NULL);
+		}
 
 		pthread_mutex_lock(&e->mu);
 		lk__engine_io_done(e, l, LK_IO_WRITE, wres);
 		lk__engine_io_done(e, l, LK_IO_PROBE, pres);
-		if (write(t->evfd, &one, sizeof(one)) < 0) {
-			/* an eventfd write only fails on overflow: already awake */
-		}
+		e->ops->wake(e);
 	}
 	pthread_mutex_unlock(&e->mu);
 	return NULL;
 }
+
+int lk__iowork_start(struct lk__engine *e, struct lk__iowork *w)
+{
+	int r;
+
+	if (w->started)
+		return 0;
+	w->e = e;
+	w->tail = &w->head;
+	pthread_cond_init(&w->wcv, NULL);
+	r = -pthread_create(&w->worker, NULL, worker_main, w);
+	if (r < 0) {
+		pthread_cond_destroy(&w->wcv);
+		return r;
+	}
+	w->started = 1;
+	return 0;
+}
+
+/* Returns 0 if the worker was joined, -EBUSY if it is stuck in a syscall on
+ * dead storage and was left detached (w must then not be freed). */
+int lk__iowork_stop(struct lk__engine *e, struct lk__iowork *w)
+{
+	struct timespec ts;
+
+	if (!w->started)
+		return 0;
+	pthread_mutex_lock(&e->mu);
+	w->stop = 1;
+	pthread_cond_broadcast(&w->wcv);
+	pthread_mutex_unlock(&e->mu);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 1;
+	if (pthread_timedjoin_np(w->worker, NULL, &ts) != 0) {
+		pthread_detach(w->worker);
+		return -EBUSY;
+	}
+	pthread_cond_destroy(&w->wcv);
+	w->started = 0;
+	return 0;
+}
+
+/* With the engine mutex held. */
+void lk__iowork_submit(struct lk__iowork *w, struct lk__lease *l)
+{
+	l->qnext = NULL;
+	*w->tail = l;
+	w->tail = &l->qnext;
+	pthread_cond_signal(&w->wcv);
+}
+
+struct tengine {
+	int evfd;
+	struct lk__iowork io;
+};
 
 static int tengine_init(struct lk__engine *e)
 {
@@ -451,10 +512,8 @@ static int tengine_init(struct lk__engine *e)
 		free(t);
 		return -errno;
 	}
-	pthread_cond_init(&t->wcv, NULL);
-	t->tail = &t->head;
 	e->impl = t;
-	r = -pthread_create(&t->worker, NULL, worker_main, e);
+	r = lk__iowork_start(e, &t->io);
 	if (r < 0) {
 		close(t->evfd);
 		free(t);
@@ -467,23 +526,9 @@ static void tengine_fini(struct lk__engine *e)
 {
 	struct tengine *t = e->impl;
 
-	pthread_mutex_lock(&e->mu);
-	t->stop = 1;
-	pthread_cond_broadcast(&t->wcv);
-	pthread_mutex_unlock(&e->mu);
-	/* A worker stuck in a syscall on dead storage cannot be joined. */
-	if (pthread_tryjoin_np(t->worker, NULL) != 0) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
-		if (pthread_timedjoin_np(t->worker, NULL, &ts) != 0) {
-			pthread_detach(t->worker);
-			return; /* leak t: the worker may still touch it */
-		}
-	}
+	if (lk__iowork_stop(e, &t->io) < 0)
+		return; /* leak t: the stuck worker may still touch it */
 	close(t->evfd);
-	pthread_cond_destroy(&t->wcv);
 	free(t);
 }
 
@@ -491,10 +536,7 @@ static void tengine_submit(struct lk__engine *e, struct lk__lease *l)
 {
 	struct tengine *t = e->impl;
 
-	l->qnext = NULL;
-	*t->tail = l;
-	t->tail = &l->qnext;
-	pthread_cond_signal(&t->wcv);
+	lk__iowork_submit(&t->io, l);
 }
 
 static void tengine_wait(struct lk__engine *e, int64_t until_ns)

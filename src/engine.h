@@ -109,6 +109,18 @@ struct lk__engine_sys {
 };
 extern struct lk__engine_sys lk__engine_sys;
 
+/* The blocking-I/O worker shared by both engines. */
+struct lk__iowork {
+	struct lk__engine *e;
+	pthread_t worker;
+	pthread_cond_t wcv;
+	int started, stop;
+	struct lk__lease *head, **tail;
+};
+int lk__iowork_start(struct lk__engine *e, struct lk__iowork *w);
+int lk__iowork_stop(struct lk__engine *e, struct lk__iowork *w);
+void lk__iowork_submit(struct lk__iowork *w, struct lk__lease *l);
+
 extern const struct lk__engine_ops lk__engine_thread_ops;
 #ifdef LK_HAVE_URING
 extern const struct lk__engine_ops lk__engine_uring_ops;

@@ -39,6 +39,7 @@ struct uengine {
 	int evfd;
 	uint64_t evbuf;
 	int ev_armed;
+	struct lk__iowork io; /* for backends without descriptors (nfs://) */
 };
 
 struct ulease {
@@ -99,6 +100,8 @@ static void uengine_fini(struct lk__engine *e)
 {
 	struct uengine *u = e->impl;
 
+	if (lk__iowork_stop(e, &u->io) < 0)
+		return; /* leak u: a stuck worker may still touch it */
 	io_uring_queue_exit(&u->ring);
 	close(u->evfd);
 	free(u);
@@ -121,6 +124,16 @@ static void uengine_submit(struct lk__engine *e, struct lk__lease *l)
 	struct ulease *ul = l->io;
 	struct io_uring_sqe *sqe;
 
+	if (l->f->fd < 0) {
+		/* no descriptors to hand the ring: the worker does it */
+		if (lk__iowork_start(e, &u->io) < 0) {
+			lk__engine_io_done(e, l, LK_IO_WRITE, -ENOMEM);
+			lk__engine_io_done(e, l, LK_IO_PROBE, -ENOMEM);
+			return;
+		}
+		lk__iowork_submit(&u->io, l);
+		return;
+	}
 	if (!ul) {
 		ul = calloc(1, sizeof(*ul));
 		if (!ul) {

@@ -113,5 +113,10 @@ int lk__lease_create_dir(struct lk_store *st, const char *name, struct lk_err *e
 
 /* Backends bundled in this build. */
 extern const struct lk_backend lk__posix_backend;
+#ifdef LK_HAVE_NFS
+extern const struct lk_backend lk__nfs_backend;
+/* libnfs calls an nfs:// store has made (for the benchmark). */
+uint64_t lk__nfs_calls(struct lk_bstore *bs);
+#endif
 
 #endif

@@ -15,6 +15,9 @@
 
 static const struct lk_backend *const backends[] = {
 	&lk__posix_backend,
+#ifdef LK_HAVE_NFS
+	&lk__nfs_backend,
+#endif
 };
 
 static int opts_check(const struct lk_store_opts *o, struct lk_err *err)
