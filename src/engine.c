@@ -242,7 +242,9 @@ LK_API const char *lk_engine_default(void)
 		return "thread";
 	memset(&e, 0, sizeof(e));
 	if (lk__engine_uring_ops.init(&e) == 0) {
+		pthread_mutex_init(&e.mu, NULL);
 		lk__engine_uring_ops.fini(&e);
+		pthread_mutex_destroy(&e.mu);
 		return "io_uring";
 	}
 #endif
@@ -300,17 +302,18 @@ out:
 	return r;
 }
 
-void lk__engine_free(struct lk__engine *e)
+int lk__engine_free(struct lk__engine *e)
 {
 	if (!e)
-		return;
+		return 0;
 	pthread_mutex_lock(&e->mu);
 	e->stop = 1;
 	pthread_mutex_unlock(&e->mu);
 	e->ops->wake(e);
 	if (e->threaded)
 		pthread_join(e->thread, NULL);
-	e->ops->fini(e);
+	if (e->ops->fini(e) < 0)
+		return -EBUSY; /* a worker is stuck in storage: leave everything be */
 	while (e->leases) {
 		struct lk__lease *l = e->leases;
 
@@ -321,6 +324,7 @@ void lk__engine_free(struct lk__engine *e)
 	pthread_cond_destroy(&e->cv);
 	pthread_mutex_destroy(&e->mu);
 	free(e);
+	return 0;
 }
 
 void lk__engine_add(struct lk__engine *e, struct lk__lease *l)
@@ -475,8 +479,10 @@ int lk__iowork_stop(struct lk__engine *e, struct lk__iowork *w)
 	w->stop = 1;
 	pthread_cond_broadcast(&w->wcv);
 	pthread_mutex_unlock(&e->mu);
+	/* A blocked call returns within its own timeout on nfs:// stores
+	 * (a few seconds); a hung local filesystem may never return. */
 	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 1;
+	ts.tv_sec += 5;
 	if (pthread_timedjoin_np(w->worker, NULL, &ts) != 0) {
 		pthread_detach(w->worker);
 		return -EBUSY;
@@ -522,14 +528,15 @@ static int tengine_init(struct lk__engine *e)
 	return r;
 }
 
-static void tengine_fini(struct lk__engine *e)
+static int tengine_fini(struct lk__engine *e)
 {
 	struct tengine *t = e->impl;
 
 	if (lk__iowork_stop(e, &t->io) < 0)
-		return; /* leak t: the stuck worker may still touch it */
+		return -EBUSY; /* leak t: the stuck worker may still touch it */
 	close(t->evfd);
 	free(t);
+	return 0;
 }
 
 static void tengine_submit(struct lk__engine *e, struct lk__lease *l)

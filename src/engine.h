@@ -60,7 +60,9 @@ struct lk__engine;
 struct lk__engine_ops {
 	const char *name;
 	int (*init)(struct lk__engine *e);
-	void (*fini)(struct lk__engine *e);
+	/* 0, or -EBUSY when I/O is stuck in the kernel or on the wire and the
+	 * engine's state cannot be freed safely (it is then left allocated). */
+	int (*fini)(struct lk__engine *e);
 	/* Start the renewal I/O of l: write l->wbuf, probe l->probe.
 	 * Called with the engine mutex held; l->pending is already 2. */
 	void (*submit)(struct lk__engine *e, struct lk__lease *l);
@@ -90,7 +92,9 @@ struct lk__engine {
 enum { LK_IO_WRITE = 0, LK_IO_PROBE = 1 };
 
 int lk__engine_get(struct lk_store *st, struct lk__engine **ret);
-void lk__engine_free(struct lk__engine *e);
+/* 0, or -EBUSY if stuck I/O kept it from freeing everything: the backend
+ * must then stay open too. */
+int lk__engine_free(struct lk__engine *e);
 void lk__engine_add(struct lk__engine *e, struct lk__lease *l);
 /*
  * Stop renewing l and wait until it has no I/O in flight, at most until its

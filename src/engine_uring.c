@@ -96,15 +96,16 @@ fail:
 	return r;
 }
 
-static void uengine_fini(struct lk__engine *e)
+static int uengine_fini(struct lk__engine *e)
 {
 	struct uengine *u = e->impl;
 
 	if (lk__iowork_stop(e, &u->io) < 0)
-		return; /* leak u: a stuck worker may still touch it */
+		return -EBUSY; /* leak u: a stuck worker may still touch it */
 	io_uring_queue_exit(&u->ring);
 	close(u->evfd);
 	free(u);
+	return 0;
 }
 
 static struct io_uring_sqe *get_sqe(struct uengine *u)

@@ -135,8 +135,11 @@ LK_API void lk_store_close(struct lk_store *st)
 {
 	if (!st)
 		return;
-	if (st->engine && lk__forkguard_ok(&st->fg))
-		lk__engine_free(st->engine);
+	if (st->engine && lk__forkguard_ok(&st->fg) && lk__engine_free(st->engine) < 0) {
+		/* storage I/O is stuck in a worker that still uses the backend:
+		 * leave both allocated rather than free what it may touch */
+		st->bs = NULL;
+	}
 	if (st->bs)
 		st->be->store_close(st->bs);
 	lk__forkguard_free(&st->fg);
