@@ -330,6 +330,8 @@ LK_API const char *lk_strerror(int err)
 		return "token space exhausted";
 	case ELOOP:
 		return "refusing to follow a symbolic link";
+	case EHOSTUNREACH:
+		return "storage server unreachable";
 	default:
 		return "unknown error";
 	}

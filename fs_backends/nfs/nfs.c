@@ -211,7 +211,8 @@ static int nfs_store_open(const struct lk_url *url, const struct lk_store_opts *
 		if (!slash || slash == path) {
 			lk__err_set(err, "cannot mount any part of %s from %s", url->path,
 				    ns->server);
-			r = r == -EACCES || r == -EPERM ? r : -ENOENT;
+			/* libnfs often says only -1: call it unreachable */
+			r = r == -EACCES ? r : -EHOSTUNREACH;
 			goto fail;
 		}
 		*slash = 0;

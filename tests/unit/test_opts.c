@@ -290,6 +290,7 @@ static void test_store_bad_arguments(void **state)
 {
 	struct lk_store *st = SENTINEL;
 	char msg[64];
+	int r;
 
 	assert_int_equal(lk_store_open(store, NULL, NULL), -EINVAL);
 	assert_int_equal(lk_store_open_err(NULL, NULL, &st, msg, sizeof(msg)), -EINVAL);
@@ -297,7 +298,13 @@ static void test_store_bad_arguments(void **state)
 	assert_true(msg[0] != 0);
 	assert_int_equal(lk_store_open("", NULL, &st), -EINVAL);
 	assert_int_equal(lk_store_open("gopher://x/y", NULL, &st), -EINVAL);
-	assert_int_equal(lk_store_open("nfs://server/export", NULL, &st), -EPROTONOSUPPORT);
+	/* nothing listens on port 1: a clear failure, no handle */
+	r = lk_store_open("nfs://127.0.0.1/export?version=3&nfsport=1&mountport=1", NULL, &st);
+	assert_true(r < 0);
+	assert_ptr_equal(st, SENTINEL);
+	assert_int_equal(lk_store_open("nfs://127.0.0.1/export?version=4", NULL, &st), -EOPNOTSUPP);
+	assert_int_equal(lk_store_open("nfs://127.0.0.1/export?pagecache=1", NULL, &st), -EINVAL);
+	assert_int_equal(lk_store_open("nfs://127.0.0.1/export?bogus=1", NULL, &st), -EINVAL);
 	assert_ptr_equal(st, SENTINEL);
 }
 
