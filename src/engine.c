@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -66,6 +67,7 @@ static int mark_lost(struct lk__engine *e, struct lk__lease *l, int reason)
 	if (!l->on_lost || !l->lk)
 		return 0;
 	l->in_callback = 1;
+	e->cb_thread = pthread_self();
 	pthread_mutex_unlock(&e->mu);
 	l->on_lost(l->lk, reason, l->userdata);
 	pthread_mutex_lock(&e->mu);
@@ -104,7 +106,7 @@ void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, in
 		lk__lease_free(l);
 		return;
 	}
-	if (!l->registered || atomic_load(&l->lost))
+	if (!l->registered)
 		return;
 	now = lk__boottime_ns();
 	dl = atomic_load(&l->deadline_ns);
@@ -113,6 +115,8 @@ void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, in
 		l->late++;
 		return;
 	}
+	if (atomic_load(&l->lost))
+		return;
 	if (l->probe_res == 0) {
 		/* g.<N+1> exists: broken or taken over. Caller of io_done holds
 		 * the mutex; the callback runs from the engine loop. */
@@ -212,14 +216,16 @@ LK_API int lk_store_engine_process(struct lk_store *st, int64_t *ret_timeout_ms)
 	r = lk__engine_get(st, &e);
 	if (r < 0)
 		return r;
-	/* reap what has finished, act on it, and send what is due */
-	for (int round = 0; round < 2; round++) {
-		e->ops->wait(e, 0);
+	/* Act on what has finished and send what is due, then reap; repeat
+	 * until a reap finds nothing, so that the timeout below is computed from
+	 * every result there is and nothing queued is left unsent. */
+	for (int round = 0; round < 8; round++) {
 		pthread_mutex_lock(&e->mu);
 		next = engine_step(e);
 		pthread_mutex_unlock(&e->mu);
+		if (e->ops->wait(e, 0) == 0)
+			break;
 	}
-	e->ops->wait(e, 0);
 	left = next - lk__boottime_ns();
 	if (ret_timeout_ms)
 		*ret_timeout_ms = left > 0 ? (left + 999999) / 1000000 : 0;
@@ -249,6 +255,24 @@ LK_API const char *lk_engine_default(void)
 	}
 #endif
 	return "thread";
+}
+
+/*
+ * The library's threads must never take a signal meant for the program (a
+ * SIGTERM delivered to an engine thread would run the default action and
+ * kill the process behind the program's back): they start with every signal
+ * blocked.
+ */
+int lk__thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int r;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return -r;
 }
 
 int lk__engine_get(struct lk_store *st, struct lk__engine **ret)
@@ -283,7 +307,7 @@ int lk__engine_get(struct lk_store *st, struct lk__engine **ret)
 	if (r < 0)
 		goto fail;
 	if (!(st->opts.flags & LK_STORE_EXTERNAL_ENGINE)) {
-		r = -pthread_create(&e->thread, NULL, engine_main, e);
+		r = lk__thread_create(&e->thread, engine_main, e);
 		if (r < 0) {
 			e->ops->fini(e);
 			goto fail;
@@ -344,11 +368,13 @@ void lk__engine_add(struct lk__engine *e, struct lk__lease *l)
 
 int lk__engine_remove(struct lk__engine *e, struct lk__lease *l)
 {
-	/* From inside on_lost (documented as not allowed, but not worth a hang):
-	 * the callback that pins l is our own caller. */
-	int self = e->threaded && pthread_equal(pthread_self(), e->thread);
+	int self;
 
 	pthread_mutex_lock(&e->mu);
+	/* From inside on_lost (documented as not allowed, but not worth a hang):
+	 * the callback that pins l is our own caller. */
+	self = (e->threaded && pthread_equal(pthread_self(), e->thread)) ||
+	       (l->in_callback && pthread_equal(pthread_self(), e->cb_thread));
 	l->registered = 0;
 	if (self && l->pending) {
 		/* only this thread could reap that I/O: let the engine free l */
@@ -367,7 +393,8 @@ int lk__engine_remove(struct lk__engine *e, struct lk__lease *l)
 			pthread_mutex_unlock(&e->mu);
 			return 0;
 		}
-		until = lk__monotonic_ns() + (dl - now < 50000000 ? dl - now : 50000000);
+		until = lk__monotonic_ns() +
+			(dl - now < 1000000 ? 1000000 : dl - now < 50000000 ? dl - now : 50000000);
 		ts.tv_sec = until / 1000000000;
 		ts.tv_nsec = until % 1000000000;
 		pthread_cond_timedwait(&e->cv, &e->mu, &ts);
@@ -458,7 +485,7 @@ int lk__iowork_start(struct lk__engine *e, struct lk__iowork *w)
 	w->e = e;
 	w->tail = &w->head;
 	pthread_cond_init(&w->wcv, NULL);
-	r = -pthread_create(&w->worker, NULL, worker_main, w);
+	r = lk__thread_create(&w->worker, worker_main, w);
 	if (r < 0) {
 		pthread_cond_destroy(&w->wcv);
 		return r;
@@ -546,17 +573,19 @@ static void tengine_submit(struct lk__engine *e, struct lk__lease *l)
 	lk__iowork_submit(&t->io, l);
 }
 
-static void tengine_wait(struct lk__engine *e, int64_t until_ns)
+static int tengine_wait(struct lk__engine *e, int64_t until_ns)
 {
 	struct tengine *t = e->impl;
 	struct pollfd pfd = { t->evfd, POLLIN, 0 };
 	int64_t left = until_ns - lk__boottime_ns();
 	uint64_t v;
+	int n = 0;
 
 	if (left > 0)
 		poll(&pfd, 1, (int)((left + 999999) / 1000000));
 	while (read(t->evfd, &v, sizeof(v)) > 0)
-		;
+		n++;
+	return n;
 }
 
 static int tengine_fd(struct lk__engine *e)

@@ -67,8 +67,9 @@ struct lk__engine_ops {
 	 * Called with the engine mutex held; l->pending is already 2. */
 	void (*submit)(struct lk__engine *e, struct lk__lease *l);
 	/* Sleep until until_ns (CLOCK_BOOTTIME) or an event; report finished
-	 * I/O with lk__engine_io_done(). Called without the mutex. */
-	void (*wait)(struct lk__engine *e, int64_t until_ns);
+	 * I/O with lk__engine_io_done(). Called without the mutex. Returns how
+	 * many events it handled (0: none). */
+	int (*wait)(struct lk__engine *e, int64_t until_ns);
 	/* Make wait() return soon; any thread. */
 	void (*wake)(struct lk__engine *e);
 	/* A descriptor that is readable when wait() has something to reap. */
@@ -83,6 +84,7 @@ struct lk__engine {
 	void *impl;
 	pthread_t thread;
 	int threaded;      /* 0: driven by lk_store_engine_process() */
+	pthread_t cb_thread; /* the thread running an on_lost callback */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int stop;
@@ -92,6 +94,8 @@ struct lk__engine {
 enum { LK_IO_WRITE = 0, LK_IO_PROBE = 1 };
 
 int lk__engine_get(struct lk_store *st, struct lk__engine **ret);
+/* pthread_create with every signal blocked in the new thread; -errno. */
+int lk__thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
 /* 0, or -EBUSY if stuck I/O kept it from freeing everything: the backend
  * must then stay open too. */
 int lk__engine_free(struct lk__engine *e);

@@ -193,7 +193,7 @@ static void handle(struct lk__engine *e, struct uengine *u, struct io_uring_cqe 
 	pthread_mutex_unlock(&e->mu);
 }
 
-static void uengine_wait(struct lk__engine *e, int64_t until_ns)
+static int uengine_wait(struct lk__engine *e, int64_t until_ns)
 {
 	struct uengine *u = e->impl;
 	struct io_uring_cqe *cqe;
@@ -218,6 +218,7 @@ static void uengine_wait(struct lk__engine *e, int64_t until_ns)
 		n++;
 	}
 	io_uring_cq_advance(&u->ring, n);
+	return (int)n;
 }
 
 static void uengine_wake(struct lk__engine *e)

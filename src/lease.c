@@ -176,6 +176,8 @@ int lk__lease_create_dir(struct lk_store *st, const char *name, struct lk_err *e
 	}
 	be->unlink(st->bs, path, NULL);
 	be->rmdir(st->bs, tmp, NULL);
+	if (r == -EEXIST && be->entry(st->bs, name, NULL) == LK_ENTRY_KERNEL)
+		r = -ENOTDIR; /* RENAME_NOREPLACE says EEXIST for a file too */
 	if (r == -EEXIST)
 		return 0; /* someone else created it first */
 	if (r == -ENOTDIR || r == -EISDIR) {
@@ -194,18 +196,22 @@ int lk__lease_create_dir(struct lk_store *st, const char *name, struct lk_err *e
 
 struct obs {
 	int found;      /* a newest generation exists */
+	int probed;     /* found by probing from a remembered generation, not a listing */
 	uint64_t gen;
 	int valid;      /* its record decoded */
 	struct lk__lrec rec;
-	uint8_t raw[LK_LREC_SIZE];
+	uint8_t raw[LK_LREC_SIZE + 1]; /* one more: a longer file is no record */
 	int rawlen;
 	int64_t t_sent;    /* CLOCK_BOOTTIME before the first request */
 	int64_t t_arrived; /* CLOCK_BOOTTIME after the last reply */
 };
 
 struct newest {
-	uint64_t gen;
+	uint64_t gen;    /* the newest generation listed */
 	int found;
+	int older;       /* some generation older than the newest exists */
+	int has_prev;    /* gen - 1 exists */
+	uint64_t max2;   /* the second newest */
 };
 
 static int find_newest(const char *name, void *userdata)
@@ -213,10 +219,21 @@ static int find_newest(const char *name, void *userdata)
 	struct newest *n = userdata;
 	uint64_t g;
 
-	if (lk__gen_parse(name, &g) == 0 && (!n->found || g > n->gen)) {
+	if (lk__gen_parse(name, &g) < 0)
+		return 0;
+	if (!n->found || g > n->gen) {
+		if (n->found) {
+			n->older = 1;
+			n->max2 = n->gen;
+		}
 		n->gen = g;
 		n->found = 1;
+	} else if (g < n->gen) {
+		if (!n->older || g > n->max2)
+			n->max2 = g;
+		n->older = 1;
 	}
+	n->has_prev = n->older && n->max2 == n->gen - 1;
 	return 0;
 }
 
@@ -224,7 +241,7 @@ static int observe(struct lk__lease *l, struct obs *o, struct lk_err *err)
 {
 	const struct lk_backend *be = l->st->be;
 	char path[LK_NAME_MAX + LK_GEN_NAME_LEN + 2], gname[LK_GEN_NAME_LEN + 1];
-	int r, attempts = 0;
+	int r, attempts = 0, gap_looks = 0;
 
 	memset(o, 0, sizeof(*o));
 	o->t_sent = lk__boottime_ns();
@@ -249,8 +266,9 @@ again:
 		}
 		o->gen = g;
 		o->found = 1;
+		o->probed = 1;
 	} else {
-		struct newest n = { 0, 0 };
+		struct newest n = { 0 };
 
 		r = be->readdir(l->st->bs, l->dir, find_newest, &n, err);
 		if (r < 0)
@@ -262,8 +280,27 @@ again:
 				    l->dir);
 			return -EBADMSG;
 		}
+		/*
+		 * The newest generation always has its predecessor (clean-up keeps
+		 * N-1), unless it is the first one. A gap means a file was put
+		 * there from outside: claiming above it would go unseen by the
+		 * real holder, whose renewals probe only the next generation.
+		 */
+		if (n.older && !n.has_prev) {
+			if (++gap_looks < 2) {
+				l->hint_gen = 0;
+				goto again;
+			}
+			lk__err_set(err,
+				    "lock directory %s has a generation record with no predecessor "
+				    "(g.%016llu); it was damaged from outside and needs an "
+				    "administrator",
+				    l->dir, (unsigned long long)n.gen);
+			return -EBADMSG;
+		}
 		o->gen = n.gen;
 		o->found = 1;
+		o->probed = 0;
 	}
 	lk__gen_name(gname, o->gen);
 	snprintf(path, sizeof(path), "%s/%s", l->dir, gname);
@@ -295,14 +332,17 @@ struct seen {
 	int64_t first_ns;
 	int64_t ttl_ns;   /* the holder's TTL, or ours when unreadable */
 	uint32_t rho_ppm;
+	int rawlen;       /* unreadable records: length and checksum of the bytes */
+	uint32_t rawcrc;
 };
 
 static int same_as_seen(const struct seen *s, const struct obs *o)
 {
 	if (!s->have || s->gen != o->gen || s->valid != o->valid)
 		return 0;
-	if (!o->valid)
-		return 1;
+	if (!o->valid) /* unreadable: unchanged only if byte for byte the same */
+		return s->rawlen == o->rawlen &&
+		       s->rawcrc == lk__crc32c(0, o->raw, (size_t)o->rawlen);
 	return s->counter == o->rec.counter && s->state == o->rec.state && s->nonce == o->rec.nonce;
 }
 
@@ -314,6 +354,8 @@ static void remember(struct lk__lease *l, struct seen *s, const struct obs *o)
 	s->gen = o->gen;
 	s->valid = o->valid;
 	s->first_ns = o->t_arrived;
+	s->rawlen = o->rawlen;
+	s->rawcrc = lk__crc32c(0, o->raw, (size_t)o->rawlen);
 	if (o->valid) {
 		s->counter = o->rec.counter;
 		s->state = o->rec.state;
@@ -339,23 +381,43 @@ static int holder_here(const struct lk_store *st, const struct lk__lrec *r)
 	       r->pid > 0;
 }
 
-/* Same host, and the holder's process is gone. */
-static int holder_dead_here(const struct lk_store *st, const struct lk__lrec *r)
+/* On this host: is that process gone? */
+static int pid_dead(int32_t pid, uint64_t pid_start)
 {
 	uint64_t start;
 	char state = 0;
 
-	if (!holder_here(st, r))
-		return 0;
-	if (kill(r->pid, 0) == 0 || errno == EPERM) {
-		start = lk__pid_stat(r->pid, &state);
+	if (kill(pid, 0) == 0 || errno == EPERM) {
+		start = lk__pid_stat(pid, &state);
 		/* an exited process not yet reaped is dead too */
 		if (start && (state == 'Z' || state == 'X'))
 			return 1;
 		/* a recycled pid has another start time; unreadable means alive */
-		return start && r->pid_start && start != r->pid_start;
+		return start && pid_start && start != pid_start;
 	}
 	return errno == ESRCH;
+}
+
+/*
+ * Same host, and the holder is gone: the process named by the hold and, when
+ * the record names a second one (the process that renews on behalf of a
+ * guardian, as lockctl does), that one too.
+ */
+static int holder_dead_here(const struct lk_store *st, const struct lk__lrec *r)
+{
+	if (!holder_here(st, r))
+		return 0;
+	if (!pid_dead(r->pid, r->pid_start))
+		return 0;
+	return r->pid2 <= 0 || pid_dead(r->pid2, r->pid2_start);
+}
+
+/* The process to watch with a pidfd: the first of the two still alive. */
+static int32_t holder_watch_pid(const struct lk__lrec *r)
+{
+	if (!pid_dead(r->pid, r->pid_start))
+		return r->pid;
+	return r->pid2 > 0 ? r->pid2 : r->pid;
 }
 
 /* When the observed lease is free: 1 now, 0 not yet (*ret_when: the
@@ -399,6 +461,11 @@ static void fill_record(struct lk__lease *l, struct lk__lrec *rec, uint64_t gen)
 	rec->pidns = st->pidns;
 	rec->pid = l->pid;
 	rec->pid_start = l->pid_start;
+	if (l->pid != (int32_t)getpid()) {
+		/* we renew on behalf of l->pid: the hold ends when both are gone */
+		rec->pid2 = (int32_t)getpid();
+		rec->pid2_start = lk__pid_start(rec->pid2);
+	}
 	rec->nonce = lk__random64();
 	rec->wall_ns = lk__realtime_ns();
 	rec->since_ns = rec->wall_ns;
@@ -419,8 +486,20 @@ static int collect_old(const char *name, void *userdata)
 	struct oldgens *og = userdata;
 	uint64_t g;
 
-	if (lk__gen_parse(name, &g) == 0 && g < og->below && og->n < 64)
+	if (lk__gen_parse(name, &g) < 0 || g >= og->below)
+		return 0;
+	if (og->n < 64) {
 		og->v[og->n++] = g;
+	} else {
+		/* keep the 64 oldest: clean-up must go oldest first */
+		int max = 0;
+
+		for (int i = 1; i < 64; i++)
+			if (og->v[i] > og->v[max])
+				max = i;
+		if (g < og->v[max])
+			og->v[max] = g;
+	}
 	return 0;
 }
 
@@ -455,7 +534,7 @@ static int claim(struct lk__lease *l, const struct obs *judged, int64_t *ret_t_s
 	const struct lk_backend *be = l->st->be;
 	char tmp[LK_NAME_MAX + 32], path[LK_NAME_MAX + LK_GEN_NAME_LEN + 2];
 	char gname[LK_GEN_NAME_LEN + 1];
-	uint8_t buf[LK_LREC_SIZE], now_raw[LK_LREC_SIZE];
+	uint8_t buf[LK_LREC_SIZE], now_raw[LK_LREC_SIZE + 1];
 	struct lk__lrec rec;
 	uint64_t gen = judged->gen + 1, id_tmp = 0, id_gen = 0;
 	int64_t t_submit;
@@ -524,7 +603,8 @@ static int claim(struct lk__lease *l, const struct obs *judged, int64_t *ret_t_s
 
 static int64_t jitter(int64_t ns)
 {
-	/* full jitter: uniform in [ns/2, ns] keeps waiters from marching in step */
+	/* "equal jitter": uniform in [ns/2, ns] keeps waiters from marching in
+	 * step while bounding how soon they look again */
 	if (ns <= 1)
 		return ns;
 	return ns / 2 + (int64_t)(lk__random64() % (uint64_t)(ns / 2 + 1));
@@ -555,7 +635,14 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 		lk__err_set(err, "cannot start the heartbeat engine: %s", strerror(-r));
 		return r;
 	}
-	r = lk__lease_create_dir(st, l->dir, err);
+	r = st->be->entry(st->bs, l->dir, err);
+	if (r == LK_ENTRY_KERNEL) {
+		lk__err_set(err, "lock %s is a kernel-mode lock; it cannot be used in lease mode",
+			    l->dir);
+		return -EINVAL;
+	}
+	if (r == LK_ENTRY_NONE)
+		r = lk__lease_create_dir(st, l->dir, err);
 	if (r < 0)
 		return r;
 	if (st->be->watch && !st->be->is_network(st->bs))
@@ -569,6 +656,17 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 			goto out;
 		if (!same_as_seen(&s, &o))
 			remember(l, &s, &o);
+		if (judge(l, &s, &o, &when) && o.probed) {
+			/*
+			 * Free by a probe from a remembered generation: confirm with a
+			 * full listing before claiming. Probing upwards stops at the
+			 * first missing name, and a claimant paused long enough can
+			 * have re-created (and aborted) a generation that clean-up had
+			 * deleted, below the real newest one.
+			 */
+			l->hint_gen = 0;
+			continue;
+		}
 		if (judge(l, &s, &o, &when)) {
 			r = claim(l, &o, &t_submit, err);
 			if (r < 0)
@@ -619,11 +717,13 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 		 * (a pidfd turns readable when the process exits) instead of
 		 * noticing only at the next poll. */
 		if (o.valid && o.rec.state == LK_LSTATE_HELD && holder_here(st, &o.rec) &&
-		    o.rec.pid != pidfd_pid) {
+		    holder_watch_pid(&o.rec) != pidfd_pid) {
+			int32_t wp = holder_watch_pid(&o.rec);
+
 			if (pidfd >= 0)
 				close(pidfd);
-			pidfd = (int)syscall(SYS_pidfd_open, o.rec.pid, 0);
-			pidfd_pid = pidfd >= 0 ? o.rec.pid : 0;
+			pidfd = (int)syscall(SYS_pidfd_open, wp, 0);
+			pidfd_pid = pidfd >= 0 ? wp : 0;
 		}
 		wait_until = now + jitter(poll_ns);
 		if (when >= 0 && when < wait_until)

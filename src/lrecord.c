@@ -91,6 +91,8 @@ void lk__lrec_encode(const struct lk__lrec *r, uint8_t out[LK_LREC_SIZE])
 	put64(out + 88, (uint64_t)r->since_ns);
 	put_str(out + 96, 64, r->host);
 	put_str(out + 160, 64, r->owner);
+	put32(out + 224, (uint32_t)r->pid2);
+	put64(out + 232, r->pid2_start);
 	put32(out + 252, lk__crc32c(0, out, 252));
 }
 
@@ -118,6 +120,8 @@ int lk__lrec_decode(const uint8_t *in, size_t len, struct lk__lrec *ret)
 	ret->since_ns = (int64_t)get64(in + 88);
 	get_str(ret->host, sizeof(ret->host), in + 96);
 	get_str(ret->owner, sizeof(ret->owner), in + 160);
+	ret->pid2 = (int32_t)get32(in + 224);
+	ret->pid2_start = get64(in + 232);
 	if (ret->state < LK_LSTATE_HELD || ret->state > LK_LSTATE_ABORTED)
 		return -EBADMSG;
 	if (ret->gen >= (1ull << 53))

@@ -29,6 +29,8 @@ struct lk__lrec {
 	uint64_t pidns;     /* inode of the holder's pid namespace */
 	int32_t pid;        /* process whose life stands for the hold */
 	uint64_t pid_start; /* its start time (clock ticks since boot) */
+	int32_t pid2;       /* a second process that must also be gone (0: none) */
+	uint64_t pid2_start;
 	uint64_t nonce;     /* random per claim */
 	int64_t wall_ns;    /* CLOCK_REALTIME of the write: for humans and audit only */
 	int64_t since_ns;   /* CLOCK_REALTIME of the claim: for humans and audit only */

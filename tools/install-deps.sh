@@ -8,6 +8,7 @@ want=${1:-test}
 pkgs="gcc make cmake pkg-config libc6-dev liburing-dev libnfs-dev"
 if [ "$want" = test ]; then
 	pkgs="$pkgs libcmocka-dev util-linux procps python3"
+	pkgs="$pkgs nfs-ganesha nfs-ganesha-vfs rpcbind"
 fi
 
 missing=""

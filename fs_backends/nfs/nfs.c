@@ -277,14 +277,41 @@ static void nfs_store_close(struct lk_bstore *bs)
 	free(ns);
 }
 
+/*
+ * libnfs 4.0 reports a timed-out call as -EINTR and any NFS error on a READ
+ * or WRITE as -EFAULT (with an unreadable error text); in lockkit's
+ * vocabulary both are I/O errors. -ESTALE (a name replaced under a path
+ * lookup by another client) must not reach the core, where it means "lease
+ * superseded": callers retry it, and what remains is an I/O error too.
+ */
+static int map_err(int r)
+{
+	if (r == -EINTR || r == -EFAULT || r == -ESTALE)
+		return -EIO;
+	return r;
+}
+
 static int fail_with(struct nfs_store *ns, int r, struct lk_err *err, const char *what,
 		     const char *path)
 {
-	if (r < 0 && err && r != -ENOENT && r != -EEXIST)
+	if (r < 0 && err && r != -ENOENT && r != -EEXIST) {
+		const char *why = r == -EINTR ? "the server did not answer in time"
+				  : r == -EFAULT ? "the server refused the request"
+						 : nfs_get_error(ns->ctx);
+
 		lk__err_set(err, "%s %s on %s: %s", what, path, ns->server,
-			    nfs_get_error(ns->ctx) ? nfs_get_error(ns->ctx) : strerror(-r));
-	return r;
+			    why ? why : strerror(-r));
+	}
+	return map_err(r);
 }
+
+#define RETRY_STALE(expr)                                                                    \
+	({                                                                                   \
+		int r_ = (expr);                                                             \
+		for (int t_ = 0; r_ == -ESTALE && t_ < 3; t_++)                              \
+			r_ = (expr);                                                         \
+		r_;                                                                          \
+	})
 
 static int nfs_list(struct lk_bstore *bs, lk_list_fn fn, void *userdata, struct lk_err *err)
 {
@@ -327,9 +354,9 @@ static int nfs_entry(struct lk_bstore *bs, const char *name, struct lk_err *err)
 		return r;
 	CALL_BEGIN(ns);
 	COUNT(ns);
-	r = nfs_lstat64(ns->ctx, p, &st);
+	r = RETRY_STALE(nfs_lstat64(ns->ctx, p, &st));
 	if (r < 0 && r != -ENOENT)
-		fail_with(ns, r, err, "cannot stat", p);
+		r = fail_with(ns, r, err, "cannot stat", p);
 	CALL_END(ns);
 	if (r == -ENOENT)
 		return LK_ENTRY_NONE;
@@ -361,8 +388,8 @@ static int nfs_is_network(struct lk_bstore *bs)
 			return r;                                                            \
 		CALL_BEGIN(ns);                                                              \
 		COUNT(ns);                                                                   \
-		r = call;                                                                    \
-		fail_with(ns, r, err, what, p);                                              \
+		r = RETRY_STALE(call);                                                       \
+		r = fail_with(ns, r, err, what, p);                                          \
 		CALL_END(ns);                                                                \
 		return r;                                                                    \
 	}
@@ -383,10 +410,10 @@ static int nfsb_two(struct lk_bstore *bs, const char *from, const char *to, int 
 		return -ENAMETOOLONG;
 	CALL_BEGIN(ns);
 	COUNT(ns);
-	r = link ? nfs_link(ns->ctx, a, b) : nfs_rename(ns->ctx, a, b);
+	r = link ? RETRY_STALE(nfs_link(ns->ctx, a, b)) : RETRY_STALE(nfs_rename(ns->ctx, a, b));
 	if (r == -ENOTEMPTY)
 		r = -EEXIST;
-	fail_with(ns, r, err, link ? "cannot link" : "cannot rename", a);
+	r = fail_with(ns, r, err, link ? "cannot link" : "cannot rename", a);
 	CALL_END(ns);
 	return r;
 }
@@ -415,9 +442,9 @@ static int nfsb_write_new(struct lk_bstore *bs, const char *path, const void *bu
 		return r;
 	CALL_BEGIN(ns);
 	COUNT(ns);
-	r = nfs_create(ns->ctx, p, O_WRONLY | O_CREAT | O_EXCL, (int)ns->file_mode, &fh);
+	r = RETRY_STALE(nfs_create(ns->ctx, p, O_WRONLY | O_CREAT | O_EXCL, (int)ns->file_mode, &fh));
 	if (r < 0) {
-		fail_with(ns, r, err, "cannot create", p);
+		r = fail_with(ns, r, err, "cannot create", p);
 		goto out;
 	}
 	COUNT(ns);
@@ -437,7 +464,7 @@ static int nfsb_write_new(struct lk_bstore *bs, const char *path, const void *bu
 	}
 	nfs_close(ns->ctx, fh);
 	if (r < 0) {
-		fail_with(ns, r, err, "cannot write", p);
+		r = fail_with(ns, r, err, "cannot write", p);
 		nfs_unlink(ns->ctx, p);
 	}
 out:
@@ -457,25 +484,32 @@ static int nfsb_read(struct lk_bstore *bs, const char *path, void *buf, size_t l
 	if (r < 0)
 		return r;
 	CALL_BEGIN(ns);
-	COUNT(ns);
-	r = nfs_lstat64(ns->ctx, p, &st);
-	if (r == 0 && !S_ISREG(st.nfs_mode)) {
-		lk__err_set(err, "%s is not a regular file", path);
-		r = -EBADMSG;
-	}
-	if (r == 0) {
+	/* Open, then ask the open file: the id and the bytes then belong to the
+	 * same file even if another client replaces the name meanwhile. */
+	for (int attempt = 0; attempt < 3; attempt++) {
 		COUNT(ns);
 		r = nfs_open(ns->ctx, p, O_RDONLY, &fh);
-	}
-	if (r == 0) {
+		if (r < 0)
+			break;
 		COUNT(ns);
-		r = nfs_pread(ns->ctx, fh, 0, len, buf);
+		r = nfs_fstat64(ns->ctx, fh, &st);
+		if (r == 0 && !S_ISREG(st.nfs_mode)) {
+			lk__err_set(err, "%s is not a regular file", path);
+			r = -EBADMSG;
+		} else if (r == 0) {
+			COUNT(ns);
+			r = nfs_pread(ns->ctx, fh, 0, len, buf);
+			if (r >= 0 && ret_fileid)
+				*ret_fileid = st.nfs_ino;
+		}
 		nfs_close(ns->ctx, fh);
-		if (r >= 0 && ret_fileid)
-			*ret_fileid = st.nfs_ino;
+		if (r != -ESTALE && r != -EFAULT)
+			break;
 	}
-	if (r < 0)
-		fail_with(ns, r, err, "cannot read", p);
+	if (r == -EISDIR)
+		r = -EBADMSG;
+	if (r < 0 && r != -EBADMSG)
+		r = fail_with(ns, r, err, "cannot read", p);
 	CALL_END(ns);
 	return r;
 }
@@ -492,10 +526,10 @@ static int nfsb_stat(struct lk_bstore *bs, const char *path, uint64_t *ret_filei
 		return r;
 	CALL_BEGIN(ns);
 	COUNT(ns);
-	r = nfs_lstat64(ns->ctx, p, &st);
+	r = RETRY_STALE(nfs_lstat64(ns->ctx, p, &st));
 	if (r == 0 && ret_fileid)
 		*ret_fileid = st.nfs_ino;
-	fail_with(ns, r, err, "cannot stat", p);
+	r = fail_with(ns, r, err, "cannot stat", p);
 	CALL_END(ns);
 	return r;
 }
@@ -513,9 +547,9 @@ static int nfsb_readdir(struct lk_bstore *bs, const char *path, lk_list_fn fn, v
 		return r;
 	CALL_BEGIN(ns);
 	COUNT(ns);
-	r = nfs_opendir(ns->ctx, p, &d);
+	r = RETRY_STALE(nfs_opendir(ns->ctx, p, &d));
 	if (r < 0)
-		fail_with(ns, r, err, "cannot list", p);
+		r = fail_with(ns, r, err, "cannot list", p);
 	CALL_END(ns);
 	if (r < 0)
 		return r;
@@ -548,9 +582,12 @@ static int nfsb_open_record(struct lk_bstore *bs, const char *dir, const char *n
 	f->base.dirfd = -1;
 	CALL_BEGIN(ns);
 	COUNT(ns);
-	r = nfs_open(ns->ctx, p, O_RDWR, &f->fh);
+	/* O_SYNC: FILE_SYNC writes. An UNSTABLE renewal could be lost by a
+	 * server crash and roll the record back to a state an observer has
+	 * already timed. */
+	r = RETRY_STALE(nfs_open(ns->ctx, p, O_RDWR | O_SYNC, &f->fh));
 	if (r < 0)
-		fail_with(ns, r, err, "cannot open record", p);
+		r = fail_with(ns, r, err, "cannot open record", p);
 	CALL_END(ns);
 	if (r < 0) {
 		free(f);
@@ -572,7 +609,7 @@ static int nfsb_write_record(struct lk_bfile *bf, const void *buf, size_t len, s
 	if (r >= 0 && (size_t)r != len)
 		r = -EIO;
 	if (r < 0)
-		fail_with(ns, r, err, "cannot write record on", ns->server);
+		r = fail_with(ns, r, err, "cannot write record on", ns->server);
 	CALL_END(ns);
 	return r < 0 ? r : 0;
 }

@@ -808,6 +808,12 @@ static int posix_link(struct lk_bstore *bs, const char *from, const char *to, st
 	r = SYS.linkat(a.dfd, a.base, b.dfd, b.base, 0) < 0 ? -errno : 0;
 	if (r < 0 && r != -EEXIST)
 		lk__err_set(err, "cannot link %s to %s: %s", from, to, strerror(-r));
+	/* A claimed generation must survive a power loss, or its token could
+	 * be handed out again: sync the directory that holds the new name. */
+	if (r == 0 && SYS.fsync(b.dfd) < 0) {
+		r = -errno;
+		lk__err_set(err, "cannot sync the directory of %s: %s", to, strerror(-r));
+	}
 	at_close(&b);
 	at_close(&a);
 	return r;
@@ -833,6 +839,8 @@ static int posix_rename(struct lk_bstore *bs, const char *from, const char *to,
 		r = SYS.renameat(a.dfd, a.base, b.dfd, b.base) < 0 ? -errno : 0;
 	if (r == -ENOTEMPTY)
 		r = -EEXIST;
+	if (r == 0)
+		SYS.fsync(b.dfd); /* a new lock directory, durable before use */
 	at_close(&b);
 	at_close(&a);
 	return r;
