@@ -611,7 +611,8 @@ static void __attribute__((noreturn)) guardian(struct sup *s)
 	while (n < 0 && errno == EINTR);
 	if (n != (ssize_t)sizeof(token))
 		_exit(0);
-	close(s->gop[0]);
+	/* gop stays open: lockctl pokes it when it learns the lease is lost */
+	fcntl(s->gop[0], F_SETFL, O_NONBLOCK);
 	snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
 	setenv("LOCKCTL_TOKEN", tok, 1);
 
@@ -641,22 +642,34 @@ static void __attribute__((noreturn)) guardian(struct sup *s)
 		send_msg(s->msgp[1], MSG_PID, (int)c);
 
 	for (;;) {
-		struct pollfd pfd[2] = { { sfd, POLLIN, 0 }, { s->life[0], POLLIN, 0 } };
+		struct pollfd pfd[3] = { { sfd, POLLIN, 0 },
+					 { s->life[0], POLLIN, 0 },
+					 { s->gop[0], POLLIN, 0 } };
 		int64_t dl = atomic_load(&s->sh->deadline_ns), wake = -1, now;
 		int timeout = -1, status;
 		pid_t p;
 
 		if (kill_at >= 0)
 			wake = kill_at;
-		if (dl && !enforced && !c_done && (wake < 0 || dl < wake))
+		/* the deadline binds leftovers too, after COMMAND itself is gone */
+		if (dl && !enforced && (wake < 0 || dl < wake))
 			wake = dl;
 		if (wake >= 0) {
 			int64_t left = wake - boot_ns();
 
 			timeout = left > 0 ? (int)((left + 999999) / 1000000) : 0;
 		}
-		if (poll(pfd, 2, timeout) < 0 && errno != EINTR)
+		if (poll(pfd, 3, timeout) < 0 && errno != EINTR)
 			break;
+		if (pfd[2].revents) {
+			char b[16];
+
+			/* a poke (the deadline moved in), or lockctl closed its end */
+			if (read(s->gop[0], b, sizeof(b)) == 0) {
+				close(s->gop[0]);
+				s->gop[0] = -1;
+			}
+		}
 		if (pfd[1].revents) {
 			/* lockctl is gone: nobody renews or supervises any more */
 			kill_and_reap_all(c);
@@ -698,15 +711,17 @@ static void __attribute__((noreturn)) guardian(struct sup *s)
 			break;
 		now = boot_ns();
 		dl = atomic_load(&s->sh->deadline_ns);
-		if (dl && !enforced && !c_done && now >= dl) {
-			/* The lease ran out: stop COMMAND before anyone may take over. */
+		if (dl && !enforced && now >= dl) {
+			/* The lease ran out: stop COMMAND and whatever it left behind
+			 * before anyone may take over. */
 			enforced = 1;
 			enforce_deadline = dl;
 			kill(-c, SIGTERM);
 			signal_children(SIGTERM);
 			kill(-c, SIGCONT);
 			signal_children(SIGCONT);
-			kill_at = now + s->sh->kill_after_ns;
+			if (kill_at < 0 || now + s->sh->kill_after_ns < kill_at)
+				kill_at = now + s->sh->kill_after_ns;
 			send_msg(s->msgp[1], MSG_ENFORCED, 0);
 		}
 		if (kill_at >= 0 && now >= kill_at) {
@@ -825,8 +840,6 @@ static int supervise(struct sup *s, struct lk_lock *lk, struct run_state *rs)
 		close(sfd);
 		return EXIT_INTERNAL;
 	}
-	close(s->gop[1]);
-	s->gop[1] = -1;
 
 	for (;;) {
 		struct pollfd pfd[3] = { { sfd, POLLIN, 0 },
@@ -843,6 +856,10 @@ static int supervise(struct sup *s, struct lk_lock *lk, struct run_state *rs)
 				 * it in so that it acts now. */
 				lost = 1;
 				atomic_store(&s->sh->deadline_ns, boot_ns());
+				/* wake the guardian so that it acts now, not at the old deadline */
+				if (write(s->gop[1], "!", 1) < 0) {
+					/* it is gone already */
+				}
 				if (c > 0)
 					kill(-c, SIGTERM);
 				errline("%s: lease lost (%s); stopping COMMAND", o->name,
@@ -976,6 +993,7 @@ static int supervise(struct sup *s, struct lk_lock *lk, struct run_state *rs)
 	close(sfd);
 	close(s->msgp[0]);
 	close(s->life[1]);
+	close(s->gop[1]);
 	sigprocmask(SIG_SETMASK, &orig, NULL);
 
 	if (outlived >= 0)
@@ -1013,7 +1031,8 @@ static void report_busy(struct lk_store *st, const struct run_opts *o, int r)
 
 	if (o->quiet)
 		return;
-	if (lk_lock_status(st, o->name, &s) == 0 && s.held && s.token) {
+	if (lk_lock_status(st, o->name, &s) == 0 && s.held && s.token &&
+	    (s.mode == LK_MODE_KERNEL || s.ttl_ms)) {
 		fmt_rfc3339(since, sizeof(since), s.holder.since_ns);
 		errline("%s: %s; held%s by %s (pid %d on %s) since %s, token %llu", o->name,
 			r == -ETIMEDOUT ? "timed out waiting" : "lock is busy",

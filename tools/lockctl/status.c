@@ -56,7 +56,8 @@ static const char *state_name(const struct lk_status *s)
 static void print_json(FILE *f, const char *name, const struct lk_status *s)
 {
 	char since[64];
-	int has_holder = s->held && s->token;
+	/* an unreadable lease record has a token but no known holder */
+	int has_holder = s->held && s->token && (s->mode == LK_MODE_KERNEL || s->ttl_ms);
 
 	fputs("{\"name\":", f);
 	json_str(f, name);
