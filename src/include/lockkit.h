@@ -104,7 +104,11 @@ struct lk_store_opts {
  * file URL ("file:///run/lockkit"). The directory is created if missing,
  * with opts->dir_mode, unless LK_STORE_NOCREATE or LK_STORE_RDONLY is set.
  * A world-writable directory without the sticky bit is refused (-EPERM).
- * nfs:// URLs: -EPROTONOSUPPORT in this version. Other schemes: -EINVAL.
+ * nfs://SERVER[:PORT]/EXPORT/DIR?version=3 reaches an NFS export through
+ * libnfs (leases only): -EOPNOTSUPP for version=4, -EINVAL for arguments
+ * that would turn client caching on or that lockkit does not know,
+ * -EHOSTUNREACH when nothing can be mounted, -EPROTONOSUPPORT in a build
+ * without libnfs. Other schemes: -EINVAL.
  * On failure *ret is untouched; lk_store_open_err() also says why.
  */
 LK_API int lk_store_open(const char *url, const struct lk_store_opts *opts,
@@ -147,9 +151,10 @@ LK_API const char *lk_engine_default(void);
  * the timeout the previous call wrote to *ret_timeout_ms. Renewals,
  * deadlines and on_lost callbacks then run inside lk_store_engine_process(),
  * which never blocks on storage. Call both from one thread. The I/O itself
- * still runs asynchronously (io_uring, or the fallback's worker thread), so a
- * late call delays only the bookkeeping, never a deadline check made by
- * lk_lock_check(). -EINVAL on a store opened without the flag.
+ * still runs asynchronously (io_uring, or the fallback's worker thread), and
+ * no late call can postpone a deadline check made by
+ * lk_lock_check(). A call made late delays renewals too, so call it by
+ * the timeout it asked for. -EINVAL on a store opened without the flag.
  */
 LK_API int lk_store_engine_fd(struct lk_store *st);
 LK_API int lk_store_engine_process(struct lk_store *st, int64_t *ret_timeout_ms);
@@ -206,10 +211,13 @@ struct lk_lock_opts {
 /*
  * Open a handle on lock NAME in the store. Names are 1 to 255 characters
  * from [A-Za-z0-9._-] and do not start with '.'; anything else is -EINVAL.
- * The lock's file is created if missing (not on a read-only store). A lock
- * entry that is a symlink, not a regular file, has other hard links or does
- * not carry lockkit's header is refused with -EINVAL and a message. Opening
- * does not acquire.
+ * In kernel mode the lock's file is created if missing; a lease-mode lock's
+ * directory is created by the first acquire. A read-only store refuses with
+ * -EROFS. A lock entry that is a symlink, not a regular file (kernel mode),
+ * has other hard links or does not carry lockkit's header is refused with
+ * -EINVAL and a message; so is a name already used in the other mode, and
+ * kernel mode on a store that cannot do it is -EOPNOTSUPP. Opening does not
+ * acquire.
  */
 LK_API int lk_lock_open(struct lk_store *st, const char *name,
 			const struct lk_lock_opts *opts, struct lk_lock **ret);

@@ -24,7 +24,7 @@ const char *const usage_status =
 	"           ttl_ms and renewed_ago_ms (by the wall clocks: advisory)\n"
 	"\n"
 	"A lease's holder cannot be proven dead from one look: 'expired' means its\n"
-	"process is gone (same host) or its last renewal is older than its TTL by\n"
+	"process is gone (same host) or its last renewal is older than 1.1 x its TTL by\n"
 	"the wall clocks; such a lease is still reported held. This host's\n"
 	"heartbeat engine: %s.\n";
 
