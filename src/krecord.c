@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "codec.h"
 #include "internal.h"
 #include "krecord.h"
 
@@ -39,131 +40,68 @@ static const uint8_t kfile_magic[8] = { 'l', 'o', 'c', 'k', 'k', 'i', 't', 0 };
 #define KFILE_FORMAT 1u
 #define KFILE_KIND_KERNEL 1u
 
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 void lk__kfile_header_encode(uint8_t hdr[LK_KFILE_HDR_SIZE])
 {
 	memset(hdr, 0, LK_KFILE_HDR_SIZE);
 	memcpy(hdr, kfile_magic, 8);
-	put16(hdr + 8, KFILE_FORMAT);
-	put16(hdr + 10, KFILE_KIND_KERNEL);
-	put32(hdr + 12, LK_KFILE_SIZE);
-	put32(hdr + 16, LK_KSLOT0_OFF);
-	put32(hdr + 20, LK_KSLOT1_OFF);
-	put32(hdr + 24, LK_KSLOT_SIZE);
-	put32(hdr + 60, lk__crc32c(0, hdr, 60));
+	lk__put16(hdr + 8, KFILE_FORMAT);
+	lk__put16(hdr + 10, KFILE_KIND_KERNEL);
+	lk__put32(hdr + 12, LK_KFILE_SIZE);
+	lk__put32(hdr + 16, LK_KSLOT0_OFF);
+	lk__put32(hdr + 20, LK_KSLOT1_OFF);
+	lk__put32(hdr + 24, LK_KSLOT_SIZE);
+	lk__put32(hdr + 60, lk__crc32c(0, hdr, 60));
 }
 
 int lk__kfile_header_check(const uint8_t *hdr, size_t len)
 {
 	if (len < LK_KFILE_HDR_SIZE || memcmp(hdr, kfile_magic, 8))
 		return -EINVAL;
-	if (get32(hdr + 60) != lk__crc32c(0, hdr, 60))
+	if (lk__get32(hdr + 60) != lk__crc32c(0, hdr, 60))
 		return -EINVAL;
-	if (get16(hdr + 8) != KFILE_FORMAT || get16(hdr + 10) != KFILE_KIND_KERNEL ||
-	    get32(hdr + 12) != LK_KFILE_SIZE || get32(hdr + 16) != LK_KSLOT0_OFF ||
-	    get32(hdr + 20) != LK_KSLOT1_OFF || get32(hdr + 24) != LK_KSLOT_SIZE)
+	if (lk__get16(hdr + 8) != KFILE_FORMAT || lk__get16(hdr + 10) != KFILE_KIND_KERNEL ||
+	    lk__get32(hdr + 12) != LK_KFILE_SIZE || lk__get32(hdr + 16) != LK_KSLOT0_OFF ||
+	    lk__get32(hdr + 20) != LK_KSLOT1_OFF || lk__get32(hdr + 24) != LK_KSLOT_SIZE)
 		return -EINVAL;
 	return 0;
-}
-
-/* Copy a label into a fixed field, NUL-padded, cut at a UTF-8 boundary. */
-static void put_str(uint8_t *dst, size_t cap, const char *s)
-{
-	size_t n = lk__label_len(s, cap);
-
-	memset(dst, 0, cap);
-	if (n)
-		memcpy(dst, s, n);
-}
-
-static void get_str(char *dst, size_t cap, const uint8_t *src)
-{
-	size_t n = strnlen((const char *)src, cap - 1);
-
-	memcpy(dst, src, n);
-	dst[n] = 0;
-	/* the field is shown to humans: keep it printable */
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)dst[i] < 0x20 || dst[i] == 0x7f)
-			dst[i] = '?';
 }
 
 void lk__krec_encode(const struct lk__krec *r, uint8_t out[LK_KSLOT_SIZE])
 {
 	memset(out, 0, LK_KSLOT_SIZE);
-	put32(out + 0, KREC_MAGIC);
-	put16(out + 4, 1);
-	put16(out + 6, LK_KSLOT_SIZE);
-	put64(out + 8, r->seq);
-	put64(out + 16, r->token);
-	put64(out + 24, r->reserved);
+	lk__put32(out + 0, KREC_MAGIC);
+	lk__put16(out + 4, 1);
+	lk__put16(out + 6, LK_KSLOT_SIZE);
+	lk__put64(out + 8, r->seq);
+	lk__put64(out + 16, r->token);
+	lk__put64(out + 24, r->reserved);
 	memcpy(out + 32, r->boot_id, 16);
-	put64(out + 48, (uint64_t)r->since_ns);
-	put32(out + 56, (uint32_t)r->pid);
+	lk__put64(out + 48, (uint64_t)r->since_ns);
+	lk__put32(out + 56, (uint32_t)r->pid);
 	out[60] = (uint8_t)((r->shared ? 1 : 0) | (r->synced ? 2 : 0));
-	put_str(out + 64, 64, r->host);
-	put_str(out + 128, 64, r->owner);
-	put32(out + 252, lk__crc32c(0, out, 252));
+	lk__put_label(out + 64, 64, r->host);
+	lk__put_label(out + 128, 64, r->owner);
+	lk__put32(out + 252, lk__crc32c(0, out, 252));
 }
 
 int lk__krec_decode(const uint8_t *in, size_t len, struct lk__krec *ret)
 {
 	if (len < LK_KSLOT_SIZE)
 		return -EBADMSG;
-	if (get32(in) != KREC_MAGIC || get16(in + 4) != 1 || get16(in + 6) != LK_KSLOT_SIZE)
+	if (lk__get32(in) != KREC_MAGIC || lk__get16(in + 4) != 1 || lk__get16(in + 6) != LK_KSLOT_SIZE)
 		return -EBADMSG;
-	if (get32(in + 252) != lk__crc32c(0, in, 252))
+	if (lk__get32(in + 252) != lk__crc32c(0, in, 252))
 		return -EBADMSG;
-	ret->seq = get64(in + 8);
-	ret->token = get64(in + 16);
-	ret->reserved = get64(in + 24);
+	ret->seq = lk__get64(in + 8);
+	ret->token = lk__get64(in + 16);
+	ret->reserved = lk__get64(in + 24);
 	memcpy(ret->boot_id, in + 32, 16);
-	ret->since_ns = (int64_t)get64(in + 48);
-	ret->pid = (int32_t)get32(in + 56);
+	ret->since_ns = (int64_t)lk__get64(in + 48);
+	ret->pid = (int32_t)lk__get32(in + 56);
 	ret->shared = in[60] & 1;
 	ret->synced = (in[60] >> 1) & 1;
-	get_str(ret->host, sizeof(ret->host), in + 64);
-	get_str(ret->owner, sizeof(ret->owner), in + 128);
+	lk__get_label(ret->host, sizeof(ret->host), in + 64);
+	lk__get_label(ret->owner, sizeof(ret->owner), in + 128);
 	if (ret->token > ret->reserved || ret->reserved >= LK_TOKEN_LIMIT)
 		return -EBADMSG;
 	return 0;

@@ -398,7 +398,7 @@ static const char *const garbage_name[] = {"random bytes", "truncated record", "
 
 static void plant(enum garbage g, const char *path, uint64_t gen)
 {
-	uint8_t buf[LK_LREC_SIZE];
+	uint8_t buf[LK_LREC_SIZE] = {0};
 
 	switch (g) {
 	case G_RANDOM:
