@@ -115,8 +115,10 @@ int lk__lease_create_dir(struct lk_store *st, const char *name, struct lk_err *e
 extern const struct lk_backend lk__posix_backend;
 #ifdef LK_HAVE_NFS
 extern const struct lk_backend lk__nfs_backend;
-/* libnfs calls an nfs:// store has made (for the benchmark). */
+/* libnfs calls an nfs:// store has made, and RPC requests it has sent
+ * (for the benchmark). */
 uint64_t lk__nfs_calls(struct lk_bstore *bs);
+int64_t lk__nfs_rpcs(struct lk_bstore *bs);
 #endif
 
 #endif

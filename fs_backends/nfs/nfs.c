@@ -33,6 +33,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 
@@ -631,6 +635,28 @@ static void nfsb_close_record(struct lk_bfile *bf)
 uint64_t lk__nfs_calls(struct lk_bstore *bs)
 {
 	return atomic_load(&((struct nfs_store *)bs)->calls);
+}
+
+/*
+ * RPC requests sent on the store's connection so far. libnfs keeps no count,
+ * but each request of ours is small enough to leave in one TCP data segment,
+ * so the kernel's count of data segments sent is the count of requests
+ * (plus any retransmissions, which are requests sent again all the same).
+ */
+int64_t lk__nfs_rpcs(struct lk_bstore *bs)
+{
+	struct nfs_store *ns = (struct nfs_store *)bs;
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int fd, r;
+
+	CALL_BEGIN(ns);
+	fd = nfs_get_fd(ns->ctx);
+	r = fd >= 0 ? getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) : -1;
+	CALL_END(ns);
+	if (r < 0 || len < offsetof(struct tcp_info, tcpi_data_segs_out) + sizeof(ti.tcpi_data_segs_out))
+		return -EOPNOTSUPP;
+	return (int64_t)ti.tcpi_data_segs_out;
 }
 
 const struct lk_backend lk__nfs_backend = {
