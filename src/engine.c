@@ -100,6 +100,7 @@ void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, in
 		return;
 	pthread_cond_broadcast(&e->cv);
 	if (l->orphan) {
+		e->need_step = 1;
 		unlink_lease(e, l);
 		if (e->ops->lease_gone)
 			e->ops->lease_gone(e, l);
@@ -113,6 +114,7 @@ void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, in
 	if (now >= dl) {
 		/* too late: no late reply revives a lease */
 		l->late++;
+		e->need_step = 1;
 		return;
 	}
 	if (atomic_load(&l->lost))
@@ -121,6 +123,7 @@ void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, in
 		/* g.<N+1> exists: broken or taken over. Caller of io_done holds
 		 * the mutex; the callback runs from the engine loop. */
 		l->stale = 1;
+		e->need_step = 1;
 		return;
 	}
 	if (l->write_res == (int)LK_LREC_SIZE && l->probe_res == -ENOENT) {
@@ -134,6 +137,7 @@ void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, in
 	/* EIO, a timeout, a short write: try again soon, until the deadline */
 	l->failures++;
 	l->next_renew = now + l->renew_ns / 4;
+	e->need_step = 1;
 }
 
 /* One round of the engine: deadlines, renewals due, callbacks. Called with
@@ -166,8 +170,10 @@ again:
 			start_renewal(e, l, now);
 		if (dl < next)
 			next = dl;
-		if (!l->pending && l->next_renew - l->renew_ns / 8 < next)
-			next = l->next_renew - l->renew_ns / 8;
+		/* wake for the earliest renewal due; the ones due within renew/8
+		 * of it go out in the same round */
+		if (!l->pending && l->next_renew < next)
+			next = l->next_renew;
 	}
 	return next;
 }
@@ -177,9 +183,18 @@ static void *engine_main(void *arg)
 	struct lk__engine *e = arg;
 
 	pthread_mutex_lock(&e->mu);
-	while (!e->stop) {
-		int64_t next = engine_step(e);
+	int64_t next = 0;
 
+	while (!e->stop) {
+		/*
+		 * A walk over every lease only when a timer is due or a
+		 * completion asked for one: a renewal that succeeded has already
+		 * moved its deadline and needs nothing more.
+		 */
+		if (e->need_step || lk__boottime_ns() >= next) {
+			e->need_step = 0;
+			next = engine_step(e);
+		}
 		pthread_mutex_unlock(&e->mu);
 		e->ops->wait(e, next);
 		pthread_mutex_lock(&e->mu);
@@ -362,6 +377,7 @@ void lk__engine_add(struct lk__engine *e, struct lk__lease *l)
 	l->next_renew = lk__boottime_ns() + l->renew_ns;
 	l->next = e->leases;
 	e->leases = l;
+	e->need_step = 1;
 	pthread_mutex_unlock(&e->mu);
 	e->ops->wake(e);
 }
@@ -438,8 +454,12 @@ static void *worker_main(void *arg)
 		struct stat st;
 		ssize_t n;
 
-		while (!w->stop && !w->head)
+		while (!w->stop && !w->head) {
+			/* the queue ran dry: tell the engine if a result needs it */
+			if (e->need_step)
+				e->ops->wake(e);
 			pthread_cond_wait(&w->wcv, &e->mu);
+		}
 		if (w->stop)
 			break;
 		l = w->head;
@@ -470,7 +490,6 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&e->mu);
 		lk__engine_io_done(e, l, LK_IO_WRITE, wres);
 		lk__engine_io_done(e, l, LK_IO_PROBE, pres);
-		e->ops->wake(e);
 	}
 	pthread_mutex_unlock(&e->mu);
 	return NULL;
@@ -522,10 +541,13 @@ int lk__iowork_stop(struct lk__engine *e, struct lk__iowork *w)
 /* With the engine mutex held. */
 void lk__iowork_submit(struct lk__iowork *w, struct lk__lease *l)
 {
+	int was_empty = !w->head;
+
 	l->qnext = NULL;
 	*w->tail = l;
 	w->tail = &l->qnext;
-	pthread_cond_signal(&w->wcv);
+	if (was_empty) /* a busy worker finds the rest on its own */
+		pthread_cond_signal(&w->wcv);
 }
 
 struct tengine {

@@ -28,7 +28,9 @@ struct lk__lease {
 	uint64_t pid_start;
 
 	/* waiting */
-	int cancel_fd;     /* eventfd written by lk_lock_cancel() */
+	pthread_mutex_t cancel_mu; /* guards cancel_fd against lk_lock_cancel() */
+	int cancel_fd;     /* eventfd written by lk_lock_cancel(); only while acquiring */
+	int watch_fd;      /* inotify on the lock directory, made on the first wait */
 	uint64_t hint_gen; /* newest generation seen, to probe instead of listing */
 
 	/* holding (gen != 0) */
@@ -85,6 +87,7 @@ struct lk__engine {
 	pthread_t thread;
 	int threaded;      /* 0: driven by lk_store_engine_process() */
 	pthread_t cb_thread; /* the thread running an on_lost callback */
+	int need_step;     /* a result needs the engine to look at every lease */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int stop;

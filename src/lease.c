@@ -99,11 +99,11 @@ int lk__lease_open(struct lk_lock *lk, const struct lk_lock_opts *o, struct lk_e
 	l->userdata = o->userdata;
 	l->pid = o->pid ? o->pid : (int32_t)getpid();
 	l->pid_start = lk__pid_start(l->pid);
-	l->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (l->cancel_fd < 0) {
-		free(l);
-		return -errno;
-	}
+	/* Descriptors only while waiting: a process may hold thousands of
+	 * leases, and each held one costs just its record's descriptor. */
+	l->cancel_fd = -1;
+	l->watch_fd = -1;
+	pthread_mutex_init(&l->cancel_mu, NULL);
 	snprintf(l->dir, sizeof(l->dir), "%s", lk->name);
 	lk->lease = l;
 	return 0;
@@ -117,6 +117,9 @@ void lk__lease_free(struct lk__lease *l)
 		l->st->be->close_record(l->f);
 	if (l->cancel_fd >= 0)
 		close(l->cancel_fd);
+	if (l->watch_fd >= 0)
+		close(l->watch_fd);
+	pthread_mutex_destroy(&l->cancel_mu);
 	free(l);
 }
 
@@ -621,14 +624,18 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 	int64_t poll_ns = l->ttl_ns / 10;
 	int watch = -1, pidfd = -1, r;
 	int32_t pidfd_pid = 0;
-	uint64_t drain;
 
 	if (poll_ns > ms_ns(1000))
 		poll_ns = ms_ns(1000);
 	if (timeout_ms >= 0)
 		end = t0 + ms_ns((uint64_t)timeout_ms);
-	while (read(l->cancel_fd, &drain, sizeof(drain)) > 0)
-		;
+	pthread_mutex_lock(&l->cancel_mu);
+	if (l->cancel_fd < 0)
+		l->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	r = l->cancel_fd < 0 ? -errno : 0;
+	pthread_mutex_unlock(&l->cancel_mu);
+	if (r < 0)
+		return r;
 
 	r = lk__engine_get(st, &e);
 	if (r < 0) {
@@ -645,8 +652,6 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 		r = lk__lease_create_dir(st, l->dir, err);
 	if (r < 0)
 		return r;
-	if (st->be->watch && !st->be->is_network(st->bs))
-		watch = st->be->watch(st->bs, l->dir, NULL);
 
 	for (;;) {
 		int64_t when, now, wait_until, t_submit = 0;
@@ -713,6 +718,13 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 			r = -ETIMEDOUT;
 			goto out;
 		}
+		/* On a local store, see changes to the lock directory at once. The
+		 * inotify descriptor is made on the first wait and kept with the
+		 * handle: closing one costs the kernel a grace period (up to
+		 * milliseconds), which a waiter should not pay on every acquire. */
+		if (l->watch_fd < 0 && st->be->watch && !st->be->is_network(st->bs))
+			l->watch_fd = st->be->watch(st->bs, l->dir, NULL);
+		watch = l->watch_fd;
 		/* A holder on this host: its death ends the hold, so watch for it
 		 * (a pidfd turns readable when the process exits) instead of
 		 * noticing only at the next poll. */
@@ -756,12 +768,12 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 		}
 	}
 out:
-	if (watch >= 0)
-		close(watch);
 	if (pidfd >= 0)
 		close(pidfd);
-	while (read(l->cancel_fd, &drain, sizeof(drain)) > 0)
-		;
+	pthread_mutex_lock(&l->cancel_mu);
+	close(l->cancel_fd);
+	l->cancel_fd = -1;
+	pthread_mutex_unlock(&l->cancel_mu);
 	return r;
 }
 
@@ -783,7 +795,9 @@ int lk__lease_release(struct lk_lock *lk, struct lk_err *err)
 			*n = *l;
 			n->gen = 0;
 			n->f = NULL;
-			n->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+			n->cancel_fd = -1;
+			n->watch_fd = -1;
+			pthread_mutex_init(&n->cancel_mu, NULL);
 			n->next = NULL;
 			n->registered = n->orphan = n->pending = n->in_callback = 0;
 			n->io = NULL;
@@ -819,8 +833,13 @@ int lk__lease_cancel(struct lk_lock *lk)
 	/* Return once the acquire has (it checks between storage calls). Keep
 	 * poking: an acquire that was just starting may have drained a poke. */
 	while (atomic_load(&lk->busy)) {
-		if (write(lk->lease->cancel_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			return -errno;
+		struct lk__lease *l = lk->lease;
+
+		pthread_mutex_lock(&l->cancel_mu);
+		if (l->cancel_fd >= 0 && write(l->cancel_fd, &one, sizeof(one)) < 0) {
+			/* EAGAIN: the counter is full, the acquire will see it */
+		}
+		pthread_mutex_unlock(&l->cancel_mu);
 		nanosleep(&ms, NULL);
 	}
 	return 0;
