@@ -622,7 +622,7 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 	struct obs o;
 	int64_t t0 = lk__boottime_ns(), end = -1, backoff = ms_ns(5);
 	int64_t poll_ns = l->ttl_ns / 10;
-	int watch = -1, pidfd = -1, r;
+	int watch = -1, pidfd = -1, r, missing = 0;
 	int32_t pidfd_pid = 0;
 
 	if (poll_ns > ms_ns(1000))
@@ -657,6 +657,24 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 		int64_t when, now, wait_until, t_submit = 0;
 
 		r = observe(l, &o, err);
+		if (r == -ENOENT && ++missing < 50) {
+			/*
+			 * The directory was there (or we just made it) and now is
+			 * not: an NFS server whose caches lag behind changes made
+			 * in its exported directory locally, or a lock removed by
+			 * an administrator. Make it again if it is really gone.
+			 */
+			struct timespec ts = { 0, 20000000 };
+
+			nanosleep(&ts, NULL);
+			l->hint_gen = 0;
+			r = st->be->entry(st->bs, l->dir, err);
+			if (r == LK_ENTRY_NONE)
+				r = lk__lease_create_dir(st, l->dir, err);
+			if (r < 0)
+				goto out;
+			continue;
+		}
 		if (r < 0)
 			goto out;
 		if (!same_as_seen(&s, &o))

@@ -39,6 +39,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <nfsc/libnfs.h>
 
@@ -290,9 +291,19 @@ static void nfs_store_close(struct lk_bstore *bs)
  */
 static int map_err(int r)
 {
-	if (r == -EINTR || r == -EFAULT || r == -ESTALE)
+	/* -EAGAIN is NFS3ERR_JUKEBOX ("busy, try later"), retried by callers;
+	 * left as it is it would read as "held by another owner" */
+	if (r == -EINTR || r == -EFAULT || r == -ESTALE || r == -EAGAIN)
 		return -EIO;
 	return r;
+}
+
+/* NFS3ERR_JUKEBOX: the server asks to be asked again a little later. */
+static void jukebox_pause(int attempt)
+{
+	struct timespec ts = { 0, 5000000L * (attempt + 1) };
+
+	nanosleep(&ts, NULL);
 }
 
 static int fail_with(struct nfs_store *ns, int r, struct lk_err *err, const char *what,
@@ -312,8 +323,11 @@ static int fail_with(struct nfs_store *ns, int r, struct lk_err *err, const char
 #define RETRY_STALE(expr)                                                                    \
 	({                                                                                   \
 		int r_ = (expr);                                                             \
-		for (int t_ = 0; r_ == -ESTALE && t_ < 3; t_++)                              \
+		for (int t_ = 0; (r_ == -ESTALE || r_ == -EAGAIN) && t_ < 10; t_++) {        \
+			if (r_ == -EAGAIN)                                                   \
+				jukebox_pause(t_);                                           \
 			r_ = (expr);                                                         \
+		}                                                                            \
 		r_;                                                                          \
 	})
 
@@ -507,7 +521,9 @@ static int nfsb_read(struct lk_bstore *bs, const char *path, void *buf, size_t l
 				*ret_fileid = st.nfs_ino;
 		}
 		nfs_close(ns->ctx, fh);
-		if (r != -ESTALE && r != -EFAULT)
+		if (r == -EAGAIN)
+			jukebox_pause(attempt);
+		else if (r != -ESTALE && r != -EFAULT)
 			break;
 	}
 	if (r == -EISDIR)
