@@ -413,6 +413,15 @@ do_restart()
 	if [ -n "$pid" ]; then
 		kill -KILL "$pid"
 		wait_gone "$pid" 10 || die "pid $pid did not exit after SIGKILL"
+		# The pid reads as a zombie once its main thread is gone, while
+		# other threads may still be exiting with the listening sockets
+		# open: the ports are free only a moment later.
+		end=$(($(now_ms) + 10000))
+		while listening "$nfs_port" || listening "$mnt_port"; do
+			[ "$(now_ms)" -lt "$end" ] ||
+				die "ports $nfs_port/$mnt_port still in use 10 s after killing pid $pid"
+			sleep 0.02
+		done
 		echo "$prog: killed ganesha.nfsd (pid $pid)"
 	fi
 	start_rpcbind

@@ -360,7 +360,14 @@ int nh_server(const char *cmd)
 {
 	const char *sh = env_must("LK_NFS_SERVER_SH"), *state = env_must("LK_NFS_STATE_DIR");
 	pid_t pid;
+	int rc;
 
+	/*
+	 * The script leaves a (re)started server behind when it exits. That
+	 * orphan must go to init, not to this process (a subreaper), whose
+	 * teardown kills every descendant it has.
+	 */
+	prctl(PR_SET_CHILD_SUBREAPER, 0);
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0)
@@ -374,7 +381,9 @@ int nh_server(const char *cmd)
 		execl("/bin/sh", "sh", sh, cmd, state, (char *)NULL);
 		_exit(127);
 	}
-	return nh_wait_pid(pid, 2 * NH_SAFETY_MS);
+	rc = nh_wait_pid(pid, 2 * NH_SAFETY_MS);
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	return rc;
 }
 
 static pid_t server_pid(void)
