@@ -333,44 +333,49 @@ static void test_posix_and_nfs_exclude(void **state)
 
 #define RACE_NAMES 60
 
-/* For each fresh name the test hands out: open it, say so, and on the
- * test's word acquire it, all four at the same moment. Answers the result
- * of the acquire. */
+struct first_args {
+	int use_posix;
+	uint64_t n;     /* the name: first<n> */
+	int go[2];      /* the round starts when the test closes go[1] */
+};
+
+/* One process per user and name, started afresh like a program that takes a
+ * lock once: open the store and the lock, say so, wait for the start, then
+ * acquire (waiting), hold for a moment and release. Answers the result. */
 static void first_user(int rx, int tx, void *arg)
 {
-	const struct worker_args *a = arg;
+	const struct first_args *a = arg;
 	struct lk_store *st = nh_store_open(a->use_posix ? posix_path : nfs_url);
-	uint64_t m;
+	struct lk_lock_opts o = LK_LOCK_OPTS_INIT;
+	struct lk_lock *lk = NULL;
+	char name[32], c;
+	int r;
 
-	while (nh_recv(rx, &m, 4 * NH_SAFETY_MS) == 0 && m) {
-		struct lk_lock_opts o = LK_LOCK_OPTS_INIT;
-		struct lk_lock *lk = NULL;
-		char name[32];
-		int r;
-
-		snprintf(name, sizeof(name), "first%llu", (unsigned long long)m);
-		o.mode = LK_MODE_LEASE;
-		o.ttl_ms = TTL_MS;
-		r = lk_lock_open(st, name, &o, &lk);
-		nh_send(tx, 1);
-		nh_expect(rx, NH_SAFETY_MS);
+	(void)rx;
+	close(a->go[1]);
+	snprintf(name, sizeof(name), "first%llu", (unsigned long long)a->n);
+	o.mode = LK_MODE_LEASE;
+	o.ttl_ms = TTL_MS;
+	r = lk_lock_open(st, name, &o, &lk);
+	nh_send(tx, 1);
+	while (read(a->go[0], &c, 1) < 0 && errno == EINTR)
+		;
+	if (r == 0) {
+		r = lk_lock_acquire(lk, NH_SAFETY_MS);
 		if (r == 0) {
-			r = lk_lock_acquire(lk, NH_SAFETY_MS);
-			if (r == 0) {
-				if (atomic_fetch_add(&sh->inside, 1) != 0)
-					atomic_fetch_add(&sh->overlaps, 1);
-				nh_sleep_ms(1);
-				atomic_fetch_sub(&sh->inside, 1);
-				r = lk_lock_release(lk);
-			} else {
-				fprintf(stderr, "[%s] first use of %s: %s: %s\n",
-					a->use_posix ? "posix" : "nfs", name, lk_strerror(r),
-					lk_lock_errmsg(lk));
-			}
-			lk_lock_close(lk);
+			if (atomic_fetch_add(&sh->inside, 1) != 0)
+				atomic_fetch_add(&sh->overlaps, 1);
+			nh_sleep_ms(1);
+			atomic_fetch_sub(&sh->inside, 1);
+			r = lk_lock_release(lk);
+		} else {
+			fprintf(stderr, "[%s] first use of %s: %s: %s\n",
+				a->use_posix ? "posix" : "nfs", name, lk_strerror(r),
+				lk_lock_errmsg(lk));
 		}
-		nh_send(tx, (uint64_t)(int64_t)r);
+		lk_lock_close(lk);
 	}
+	nh_send(tx, (uint64_t)(int64_t)r);
 	lk_store_close(st);
 }
 
@@ -382,23 +387,26 @@ static void first_user(int rx, int tx, void *arg)
  */
 static void test_first_use_race(void **state)
 {
-	struct worker_args a[NPROC];
+	struct first_args a[NPROC];
 	struct nh_child c[NPROC];
 	int errors[2] = { 0, 0 }, wins = 0;
 
 	(void)state;
 	scratch("first");
-	for (int i = 0; i < NPROC; i++) {
-		a[i].use_posix = i % 2;
-		nh_spawn(&c[i], first_user, &a[i]);
-	}
 	for (uint64_t n = 1; n <= RACE_NAMES; n++) {
-		for (int i = 0; i < NPROC; i++)
-			nh_send(c[i].tx, n);
+		int go[2];
+
+		if (pipe(go) < 0)
+			fail_msg("pipe: %s", strerror(errno));
+		for (int i = 0; i < NPROC; i++) {
+			a[i] = (struct first_args){ .use_posix = i % 2, .n = n,
+						    .go = { go[0], go[1] } };
+			nh_spawn(&c[i], first_user, &a[i]);
+		}
 		for (int i = 0; i < NPROC; i++)
 			nh_expect(c[i].rx, NH_SAFETY_MS);
-		for (int i = 0; i < NPROC; i++)
-			nh_send(c[i].tx, 1);
+		close(go[1]); /* all four wake at once */
+		close(go[0]);
 		for (int i = 0; i < NPROC; i++) {
 			int r = (int)(int64_t)nh_expect(c[i].rx, 2 * NH_SAFETY_MS);
 
@@ -406,11 +414,8 @@ static void test_first_use_race(void **state)
 				wins++;
 			else
 				errors[a[i].use_posix]++;
+			assert_int_equal(nh_reap(&c[i], NH_SAFETY_MS), 0);
 		}
-	}
-	for (int i = 0; i < NPROC; i++) {
-		nh_send(c[i].tx, 0);
-		assert_int_equal(nh_reap(&c[i], NH_SAFETY_MS), 0);
 	}
 	print_message("%d fresh names, 2 nfs:// and 2 posix first users each: %d acquisitions, "
 		      "%d failed over nfs://, %d over posix\n",
