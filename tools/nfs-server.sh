@@ -33,6 +33,13 @@
 #    more ports), the NFSv4 grace period is off (otherwise every start makes
 #    new state wait it out), the D-Bus name has a per-port prefix and the
 #    recovery directory is inside STATE_DIR, so two instances do not meet.
+#  - Attr_Expiration_Time = 0: ganesha otherwise trusts its own cache of
+#    attributes and directory entries for up to a minute, and does not see
+#    changes made to the export through the local path (the tests run posix
+#    stores on it beside nfs:// clients): it kept listing and serving a
+#    generation record deleted locally, so an nfs:// claimant re-issued a
+#    token and held the lease beside a local holder. Every request then
+#    revalidates with the filesystem, which roughly doubles a LOOKUP.
 #  - D-Bus and Kerberos complaints in its log are expected and harmless: no
 #    system bus and no keytab exist on test machines.
 #  - Only processes whose pids this script wrote are ever signalled, and a pid
@@ -208,6 +215,7 @@ EXPORT {
 	Protocols = 3, 4;
 	Transports = TCP;
 	Access_Type = RW;
+	Attr_Expiration_Time = 0;
 	Squash = No_Root_Squash;
 	SecType = sys;
 	FSAL {

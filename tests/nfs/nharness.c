@@ -88,7 +88,7 @@ static const char *env_must(const char *name)
 
 	if (!v || !*v)
 		nh_fail(__FILE__, __LINE__,
-			"%s is not set: run the NFS tests through ctest (label nfs)", name);
+		        "%s is not set: run the NFS tests through ctest (label nfs)", name);
 	return v ? v : "";
 }
 
@@ -116,7 +116,7 @@ void nh_url(char *buf, size_t len, const char *rel, const char *query)
 	if (query)
 		q = query;
 	snprintf(buf, len, "%s%s%s%s%s", base, rel && *rel ? "/" : "", rel ? rel : "",
-		 *q ? "?" : "", q);
+	         *q ? "?" : "", q);
 }
 
 void nh_query_with(char *buf, size_t len, const char *key, const char *value)
@@ -134,12 +134,12 @@ void nh_query_with(char *buf, size_t len, const char *key, const char *value)
 		amp = strchr(p, '&');
 		plen = amp ? (size_t)(amp - p) : strlen(p);
 		if (plen > klen && !strncmp(p, key, klen) && p[klen] == '=') {
-			off += (size_t)snprintf(buf + off, len - off, "%s%s=%s", off ? "&" : "", key,
-						value);
+			off += (size_t)snprintf(buf + off, len - off, "%s%s=%s", off ? "&" : "",
+			                        key, value);
 			found = 1;
 		} else {
 			off += (size_t)snprintf(buf + off, len - off, "%s%.*s", off ? "&" : "",
-						(int)plen, p);
+			                        (int)plen, p);
 		}
 	}
 	if (!found && off < len)
@@ -189,7 +189,7 @@ static void kill_children(void)
 
 	for (;;) {
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)test_pid,
-			 (int)test_pid);
+		         (int)test_pid);
 		if (nh_read_file(path, buf, sizeof(buf)) > 0) {
 			char *s = buf, *e;
 
@@ -258,7 +258,7 @@ void nh_scratch(const char *tag, char *local, size_t llen, char *rel, size_t rle
 	snprintf(tmpl, sizeof(tmpl), "%s/%s.XXXXXX", nh_export_dir(), tag);
 	if (!mkdtemp(tmpl))
 		nh_fail(__FILE__, __LINE__, "cannot make a directory in the export %s: %s",
-			nh_export_dir(), strerror(errno));
+		        nh_export_dir(), strerror(errno));
 	remember_dir(tmpl);
 	snprintf(local, llen, "%s", tmpl);
 	snprintf(rel, rlen, "%s", strrchr(tmpl, '/') + 1);
@@ -275,7 +275,7 @@ void nh_tmp_dir(char *buf, size_t len, const char *tag)
 	snprintf(tmpl, sizeof(tmpl), "%s/%s.XXXXXX", base, tag);
 	if (!mkdtemp(tmpl))
 		nh_fail(__FILE__, __LINE__, "cannot make a scratch directory under %s: %s", base,
-			strerror(errno));
+		        strerror(errno));
 	remember_dir(tmpl);
 	snprintf(buf, len, "%s", tmpl);
 }
@@ -296,7 +296,7 @@ struct lk_store *nh_store_open(const char *url)
 }
 
 struct lk_lock *nh_lease_open(struct lk_store *st, const char *name, uint64_t ttl_ms,
-			      const struct lk_lock_opts *o)
+                              const struct lk_lock_opts *o)
 {
 	struct lk_lock_opts lo = LK_LOCK_OPTS_INIT;
 	struct lk_lock *lk = NULL;
@@ -309,7 +309,7 @@ struct lk_lock *nh_lease_open(struct lk_store *st, const char *name, uint64_t tt
 	r = lk_lock_open(st, name, &lo, &lk);
 	if (r < 0)
 		nh_fail(__FILE__, __LINE__, "lk_lock_open(%s): %s: %s", name, lk_strerror(r),
-			lk_store_errmsg(st));
+		        lk_store_errmsg(st));
 	if (r == 0 && lk_lock_mode(lk) != LK_MODE_LEASE)
 		nh_fail(__FILE__, __LINE__, "lock %s did not open in lease mode", name);
 	return lk;
@@ -399,7 +399,7 @@ static pid_t server_pid(void)
  * unless the process with that pid is not the server any more. */
 static void guard_main(int fd, pid_t srv)
 {
-	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct pollfd p = {.fd = fd, .events = POLLIN};
 	char path[64], cmd[4096];
 
 	setsid();
@@ -526,7 +526,7 @@ int nh_reap(struct nh_child *c, int timeout_ms)
 			break;
 		if (nh_boot_ns() >= end) {
 			fprintf(stderr, "child %d did not exit in %d ms; killing it\n", (int)c->pid,
-				timeout_ms);
+			        timeout_ms);
 			kill(c->pid, SIGKILL);
 			waitpid(c->pid, NULL, 0);
 			break;
@@ -553,7 +553,7 @@ void nh_send(int fd, uint64_t v)
 int nh_recv(int fd, uint64_t *ret, int timeout_ms)
 {
 	int64_t end = nh_boot_ns() + (int64_t)timeout_ms * 1000000;
-	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct pollfd p = {.fd = fd, .events = POLLIN};
 	size_t got = 0;
 	uint64_t v;
 
@@ -587,7 +587,7 @@ uint64_t nh_expect(int fd, int timeout_ms)
 
 	if (r < 0)
 		nh_fail(__FILE__, __LINE__, "no message from the other side: %s",
-			r == -EPIPE ? "it exited (see its message above)" : "timed out");
+		        r == -EPIPE ? "it exited (see its message above)" : "timed out");
 	return v;
 }
 
@@ -610,7 +610,7 @@ int64_t nh_boot_ns(void)
 
 void nh_sleep_ms(int64_t ms)
 {
-	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
@@ -653,8 +653,7 @@ ssize_t nh_read_file(const char *path, char *buf, size_t cap)
 	return got;
 }
 
-pid_t nh_lockctl(const char *out, const char *err, const char *extra_env,
-		 const char *const args[])
+pid_t nh_lockctl(const char *out, const char *err, const char *extra_env, const char *const args[])
 {
 	const char *bin = getenv("LOCKCTL");
 	const char *argv[64];
@@ -712,7 +711,7 @@ int nh_wait_pid(pid_t pid, int timeout_ms)
 			return -1;
 		if (nh_boot_ns() >= end) {
 			fprintf(stderr, "process %d did not exit in %d ms; killing it\n", (int)pid,
-				timeout_ms);
+			        timeout_ms);
 			kill(pid, SIGKILL);
 			waitpid(pid, NULL, 0);
 			return -1;

@@ -48,7 +48,7 @@ const char *nh_export_dir(void);
 struct lk_store *nh_store_open(const char *url);
 /* A lease-mode handle with ttl_ms (the rest from o, if given). */
 struct lk_lock *nh_lease_open(struct lk_store *st, const char *name, uint64_t ttl_ms,
-			      const struct lk_lock_opts *o);
+                              const struct lk_lock_opts *o);
 /* Make every record this store writes look as if it came from another host:
  * another boot id, so the same-host fast path cannot apply to it. */
 void nh_make_foreign(struct lk_store *st);
@@ -106,8 +106,7 @@ int nh_read_gen(const char *lockdir, uint64_t gen, struct lk__lrec *ret);
 /* Start $LOCKCTL with args (NULL-terminated, without argv[0]) in a session
  * of its own; stdin /dev/null, stdout and stderr into out and err. extra_env
  * ("K=V" or NULL) is added to its environment. */
-pid_t nh_lockctl(const char *out, const char *err, const char *extra_env,
-		 const char *const args[]);
+pid_t nh_lockctl(const char *out, const char *err, const char *extra_env, const char *const args[]);
 /* Exit code, 256 + N for signal N, or -1 after killing it on timeout. */
 int nh_wait_pid(pid_t pid, int timeout_ms);
 /* Run lockctl to the end: exit code as nh_wait_pid. */
@@ -125,18 +124,18 @@ void nh_child_fail(const char *file, int line, const char *fmt, ...)
 void nh_fail(const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-#define CHILD_ASSERT(cond)                                                     \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			nh_child_fail(__FILE__, __LINE__, "%s", #cond);        \
+#define CHILD_ASSERT(cond)                                                                         \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			nh_child_fail(__FILE__, __LINE__, "%s", #cond);                            \
 	} while (0)
 
-#define CHILD_EQ(a, b)                                                         \
-	do {                                                                   \
-		long long a_ = (long long)(a), b_ = (long long)(b);            \
-		if (a_ != b_)                                                  \
-			nh_child_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", \
-				      #a, #b, a_, b_);                         \
+#define CHILD_EQ(a, b)                                                                             \
+	do {                                                                                       \
+		long long a_ = (long long)(a), b_ = (long long)(b);                                \
+		if (a_ != b_)                                                                      \
+			nh_child_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_,    \
+			              b_);                                                         \
 	} while (0)
 
 #endif

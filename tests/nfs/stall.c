@@ -38,7 +38,7 @@ void stall_holder(int rx, int tx, void *arg)
 	struct lk_lock_opts o = LK_LOCK_OPTS_INIT;
 	struct lk_store *st = nh_store_open(a->url);
 	struct lk_lock *lk;
-	struct pollfd p = { .fd = rx, .events = POLLIN };
+	struct pollfd p = {.fd = rx, .events = POLLIN};
 	int r;
 
 	o.on_lost = on_lost;
@@ -101,7 +101,7 @@ void stall_waiter(int rx, int tx, void *arg)
 	t_acq = nh_boot_ns();
 	if (r < 0)
 		nh_child_fail(__FILE__, __LINE__, "acquire: %s: %s", lk_strerror(r),
-			      lk_lock_errmsg(lk));
+		              lk_lock_errmsg(lk));
 	nh_send(tx, (uint64_t)t_acq);
 	nh_send(tx, lk_lock_token(lk));
 	nh_send(tx, (uint64_t)nh_engine_code(lk_store_engine(st)));

@@ -16,21 +16,21 @@
  * CLOCK_BOOTTIME in ns. */
 struct stall_shared {
 	/* holder */
-	_Atomic int64_t deadline;  /* newest deadline seen (never above the real one) */
-	_Atomic int64_t lost_at;   /* when on_lost ran, 0 before */
+	_Atomic int64_t deadline; /* newest deadline seen (never above the real one) */
+	_Atomic int64_t lost_at;  /* when on_lost ran, 0 before */
 	atomic_int lost_reason;
 	atomic_int lost_calls;
-	atomic_int valid_after_lost; /* lk_lock_check() == 0 after on_lost */
+	atomic_int valid_after_lost;     /* lk_lock_check() == 0 after on_lost */
 	atomic_int valid_after_deadline; /* lk_lock_check() == 0 past the deadline */
 	/* waiter */
-	atomic_int errors;         /* acquires that failed with -EIO */
+	atomic_int errors; /* acquires that failed with -EIO */
 	_Atomic int64_t first_error, last_error;
 };
 
 struct stall_args {
 	const char *url; /* the store, as this side reaches it */
 	uint64_t ttl_ms;
-	int foreign;     /* waiter: make its view that of another host */
+	int foreign; /* waiter: make its view that of another host */
 	struct stall_shared *sh;
 };
 

@@ -87,10 +87,10 @@ static void test_run_status_ls(void **state)
 	/* exit status and environment pass through */
 	path_in(file, sizeof(file), "env");
 	snprintf(script, sizeof(script),
-		 "printf '%%s %%s\\n' \"$LOCKCTL_TOKEN\" \"$LOCKCTL_STORE\" > '%s'; exit 7", file);
+	         "printf '%%s %%s\\n' \"$LOCKCTL_TOKEN\" \"$LOCKCTL_STORE\" > '%s'; exit 7", file);
 	{
-		const char *args[] = { "-S", url, "run", "--ttl", "1s", "ctl", "--",
-				       "/bin/sh", "-c", script, NULL };
+		const char *args[] = {"-S", url,       "run", "--ttl", "1s", "ctl",
+		                      "--", "/bin/sh", "-c",  script,  NULL};
 
 		assert_int_equal(ctl(NULL, 0, e, sizeof(e), args), 7);
 	}
@@ -106,8 +106,8 @@ static void test_run_status_ls(void **state)
 
 	/* a new name on an nfs:// store is a lease even without --ttl */
 	{
-		const char *args[] = { "-S", url, "run", "fresh", "--", "/bin/true", NULL };
-		const char *sargs[] = { "-S", url, "status", "fresh", "--json", NULL };
+		const char *args[] = {"-S", url, "run", "fresh", "--", "/bin/true", NULL};
+		const char *sargs[] = {"-S", url, "status", "fresh", "--json", NULL};
 
 		assert_int_equal(ctl(NULL, 0, e, sizeof(e), args), 0);
 		assert_int_equal(ctl(o, sizeof(o), e, sizeof(e), sargs), 0);
@@ -120,12 +120,12 @@ static void test_run_status_ls(void **state)
 	path_in(file, sizeof(file), "token");
 	path_in(go, sizeof(go), "go");
 	snprintf(script, sizeof(script),
-		 "echo \"$LOCKCTL_TOKEN\" > '%s.tmp' && mv '%s.tmp' '%s'; "
-		 "while [ ! -e '%s' ]; do sleep 0.02; done",
-		 file, file, file, go);
+	         "echo \"$LOCKCTL_TOKEN\" > '%s.tmp' && mv '%s.tmp' '%s'; "
+	         "while [ ! -e '%s' ]; do sleep 0.02; done",
+	         file, file, file, go);
 	{
-		const char *args[] = { "-S", url, "run", "--ttl", "2s", "ctl", "--",
-				       "/bin/sh", "-c", script, NULL };
+		const char *args[] = {"-S", url,       "run", "--ttl", "2s", "ctl",
+		                      "--", "/bin/sh", "-c",  script,  NULL};
 		char hout[PATH_MAX + 16], herr[PATH_MAX + 16];
 
 		path_in(hout, sizeof(hout), "holder.out");
@@ -140,7 +140,7 @@ static void test_run_status_ls(void **state)
 	assert_true(tok2 > tok);
 	snprintf(want, sizeof(want), "%llu", tok2);
 	{
-		const char *args[] = { "-S", url, "status", "ctl", "--json", NULL };
+		const char *args[] = {"-S", url, "status", "ctl", "--json", NULL};
 		char engine[64];
 
 		assert_int_equal(ctl(o, sizeof(o), e, sizeof(e), args), 0);
@@ -154,20 +154,20 @@ static void test_run_status_ls(void **state)
 		json_expect(o, "engine", engine);
 	}
 	{
-		const char *args[] = { "-S", url, "status", "ctl", NULL };
+		const char *args[] = {"-S", url, "status", "ctl", NULL};
 
 		assert_int_equal(ctl(o, sizeof(o), e, sizeof(e), args), 0);
 		if (!strstr(o, "held (lease mode)") || !strstr(o, want))
 			fail_msg("status says: %s", o);
 	}
 	{
-		const char *args[] = { "-S", url, "run", "-n", "ctl", "--", "/bin/true", NULL };
+		const char *args[] = {"-S", url, "run", "-n", "ctl", "--", "/bin/true", NULL};
 
 		assert_int_equal(ctl(NULL, 0, e, sizeof(e), args), 1);
 	}
 	{
-		const char *args[] = { "-S", url, "ls", NULL };
-		const char *jargs[] = { "-S", url, "ls", "--json", NULL };
+		const char *args[] = {"-S", url, "ls", NULL};
+		const char *jargs[] = {"-S", url, "ls", "--json", NULL};
 
 		assert_int_equal(ctl(o, sizeof(o), e, sizeof(e), args), 0);
 		if (!strstr(o, "ctl: held (lease mode)") || !strstr(o, "fresh: free"))
@@ -188,7 +188,7 @@ static void test_run_status_ls(void **state)
 	}
 	assert_int_equal(nh_wait_pid(holder, NH_SAFETY_MS), 0);
 	{
-		const char *args[] = { "-S", url, "status", "ctl", "--json", NULL };
+		const char *args[] = {"-S", url, "status", "ctl", "--json", NULL};
 
 		assert_int_equal(ctl(o, sizeof(o), e, sizeof(e), args), 0);
 		json_expect(o, "held", "false");
@@ -206,14 +206,15 @@ static void refused(const char *store, const char *mode, int code, const char *w
 
 	path_in(mark, sizeof(mark), "ran");
 	{
-		const char *args[] = { "-S", store, "run", "--mode", mode, "ctl", "--",
-				       "/usr/bin/touch", mark, NULL };
+		const char *args[] = {"-S", store, "run", "--mode",
+		                      mode, "ctl", "--",  "/usr/bin/touch",
+		                      mark, NULL};
 
 		rc = ctl(NULL, 0, e, sizeof(e), args);
 	}
 	if (rc != code || !strstr(e, want))
 		fail_msg("lockctl -S %s run --mode %s: exit %d (expected %d), said: %s", store,
-			 mode, rc, code, e);
+		         mode, rc, code, e);
 	assert_int_equal(stat(mark, &st), -1);
 	print_message("%-6s %s -> %d: %s", mode, strchr(store, 0x3f), rc, e);
 }
@@ -229,7 +230,7 @@ static void test_refusals(void **state)
 	nh_url(u, sizeof(u), rel_store, q);
 	refused(u, "lease", 69, "version=3");
 	{
-		const char *args[] = { "-S", u, "status", "ctl", NULL };
+		const char *args[] = {"-S", u, "status", "ctl", NULL};
 
 		assert_int_equal(ctl(NULL, 0, e, sizeof(e), args), 69);
 		assert_non_null(strstr(e, "NFSv4"));
@@ -256,7 +257,7 @@ static void test_refusals(void **state)
 	/* kernel mode: for a new name, and for one that is a lease already */
 	refused(url, "kernel", 69, "kernel mode is not available on nfs:// stores");
 	{
-		const char *args[] = { "-S", url, "run", "ctl", "--", "/bin/true", NULL };
+		const char *args[] = {"-S", url, "run", "ctl", "--", "/bin/true", NULL};
 
 		assert_int_equal(ctl(NULL, 0, e, sizeof(e), args), 0);
 	}

@@ -151,18 +151,18 @@ static void run_kill(const struct kill_args *a, struct failover *f)
 	assert_int_equal(nh_reap(&w, NH_SAFETY_MS), 0);
 	if (f->tok_w <= f->tok_h)
 		fail_msg("waiter's token %llu is not above the dead holder's %llu",
-			 (unsigned long long)f->tok_w, (unsigned long long)f->tok_h);
-	print_message("%s holder killed: waiter held %lld ms after the kill, %lld ms after the "
-		      "holder's last counted renewal was sent; token %llu -> %llu\n",
-		      a->foreign ? "foreign" : "same-host",
-		      (long long)((f->t_acq - f->t_kill) / 1000000),
-		      (long long)((f->t_acq - (f->last_deadline - nh_hold_ns(a->ttl_ms))) / 1000000),
-		      (unsigned long long)f->tok_h, (unsigned long long)f->tok_w);
+		         (unsigned long long)f->tok_w, (unsigned long long)f->tok_h);
+	print_message(
+		"%s holder killed: waiter held %lld ms after the kill, %lld ms after the "
+		"holder's last counted renewal was sent; token %llu -> %llu\n",
+		a->foreign ? "foreign" : "same-host", (long long)((f->t_acq - f->t_kill) / 1000000),
+		(long long)((f->t_acq - (f->last_deadline - nh_hold_ns(a->ttl_ms))) / 1000000),
+		(unsigned long long)f->tok_h, (unsigned long long)f->tok_w);
 }
 
 static void test_kill_same_host(void **state)
 {
-	struct kill_args a = { .ttl_ms = 4000, .foreign = 0 };
+	struct kill_args a = {.ttl_ms = 4000, .foreign = 0};
 	struct failover f;
 
 	(void)state;
@@ -174,12 +174,12 @@ static void test_kill_same_host(void **state)
 	 */
 	if (f.t_acq - f.t_kill >= (int64_t)a.ttl_ms * 1000000 / 2)
 		fail_msg("same-host failover took %lld ms: the dead holder was not noticed",
-			 (long long)((f.t_acq - f.t_kill) / 1000000));
+		         (long long)((f.t_acq - f.t_kill) / 1000000));
 }
 
 static void test_kill_foreign(void **state)
 {
-	struct kill_args a = { .ttl_ms = 1000, .foreign = 1 };
+	struct kill_args a = {.ttl_ms = 1000, .foreign = 1};
 	int64_t ttl_ns = (int64_t)a.ttl_ms * 1000000, poll_ns = ttl_ns / 10;
 	int64_t slack = 1500 * 1000000LL;
 	int64_t last_sent;
@@ -190,11 +190,12 @@ static void test_kill_foreign(void **state)
 	last_sent = f.last_deadline - nh_hold_ns(a.ttl_ms);
 	if (f.t_acq - last_sent < ttl_ns)
 		fail_msg("takeover %lld ms after the dead holder's last renewal was sent: less "
-			 "than the TTL (%llu ms)",
-			 (long long)((f.t_acq - last_sent) / 1000000), (unsigned long long)a.ttl_ms);
+		         "than the TTL (%llu ms)",
+		         (long long)((f.t_acq - last_sent) / 1000000),
+		         (unsigned long long)a.ttl_ms);
 	if (f.t_acq - f.t_kill > nh_ttl_up_ns(a.ttl_ms) + poll_ns + slack)
 		fail_msg("takeover %lld ms after the kill: beyond T*(1+rho) + one poll + %lld ms",
-			 (long long)((f.t_acq - f.t_kill) / 1000000), (long long)(slack / 1000000));
+		         (long long)((f.t_acq - f.t_kill) / 1000000), (long long)(slack / 1000000));
 }
 
 int main(void)

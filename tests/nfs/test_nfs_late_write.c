@@ -73,7 +73,7 @@ static int write_all(int fd, const char *buf, ssize_t n)
 
 static int connect_server(int port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -90,7 +90,7 @@ static void relay_child(int rx, int tx, void *arg)
 {
 	int target = *(const int *)arg, hold = 0, n = 0, one = 1;
 	int cli[PAIRS], srv[PAIRS];
-	struct sockaddr_in sa = { .sin_family = AF_INET };
+	struct sockaddr_in sa = {.sin_family = AF_INET};
 	socklen_t len = sizeof(sa);
 	int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -106,12 +106,12 @@ static void relay_child(int rx, int tx, void *arg)
 		char buf[65536];
 		int np = 0;
 
-		p[np++] = (struct pollfd){ .fd = rx, .events = POLLIN };
-		p[np++] = (struct pollfd){ .fd = ls, .events = POLLIN };
+		p[np++] = (struct pollfd){.fd = rx, .events = POLLIN};
+		p[np++] = (struct pollfd){.fd = ls, .events = POLLIN};
 		for (int i = 0; i < n; i++) {
 			/* held: leave what the client sends in our receive buffer */
-			p[np++] = (struct pollfd){ .fd = hold ? -1 : cli[i], .events = POLLIN };
-			p[np++] = (struct pollfd){ .fd = srv[i], .events = POLLIN };
+			p[np++] = (struct pollfd){.fd = hold ? -1 : cli[i], .events = POLLIN};
+			p[np++] = (struct pollfd){.fd = srv[i], .events = POLLIN};
 		}
 		if (poll(p, (nfds_t)np, -1) < 0)
 			continue;
@@ -181,7 +181,7 @@ static void test_late_renewal_lands_after_takeover(void **state)
 	struct nh_child relay, h, w;
 	struct lk__lrec rec_held, rec, next;
 	struct lk_store *st;
-	struct lk_status s = { .size = sizeof(s) };
+	struct lk_status s = {.size = sizeof(s)};
 	uint64_t tok_h, tok_w;
 	int64_t t_hold, t_acq, t_pass, t_landed = 0, dl, lost_at, end;
 	int server_port = nh_nfs_port(), want = nh_engine_code(nh_engine_expected());
@@ -198,8 +198,8 @@ static void test_late_renewal_lands_after_takeover(void **state)
 	nh_query_with(query, sizeof(query), "nfsport", port);
 	nh_url(url_relay, sizeof(url_relay), sub, query);
 
-	ha = (struct stall_args){ .url = url_relay, .ttl_ms = TTL_MS, .foreign = 0, .sh = sh };
-	wa = (struct stall_args){ .url = url, .ttl_ms = TTL_MS, .foreign = 1, .sh = sh };
+	ha = (struct stall_args){.url = url_relay, .ttl_ms = TTL_MS, .foreign = 0, .sh = sh};
+	wa = (struct stall_args){.url = url, .ttl_ms = TTL_MS, .foreign = 1, .sh = sh};
 	nh_spawn(&h, stall_holder, &ha);
 	tok_h = nh_expect(h.rx, NH_SAFETY_MS);
 	assert_int_equal(nh_expect(h.rx, NH_SAFETY_MS), want);
@@ -221,7 +221,7 @@ static void test_late_renewal_lands_after_takeover(void **state)
 	assert_int_equal(atomic_load(&sh->errors), 0); /* its server never stalled */
 	if (tok_w <= tok_h)
 		fail_msg("the waiter's token %llu is not above %llu", (unsigned long long)tok_w,
-			 (unsigned long long)tok_h);
+		         (unsigned long long)tok_h);
 
 	/* the old holder stepped down the margin before the takeover */
 	lost_at = atomic_load(&sh->lost_at);
@@ -231,7 +231,7 @@ static void test_late_renewal_lands_after_takeover(void **state)
 		fail_msg("the old holder's on_lost had not run when the waiter took over");
 	if (t_acq - dl < 100 * 1000000LL)
 		fail_msg("takeover %lld ms after the old holder's deadline: less than the margin",
-			 ms(t_acq - dl));
+		         ms(t_acq - dl));
 
 	/* its renewal is still held back; now let it through */
 	assert_int_equal(nh_read_gen(lockdir, tok_h, &rec), 0);
@@ -248,15 +248,15 @@ static void test_late_renewal_lands_after_takeover(void **state)
 		nh_sleep_ms(2);
 	}
 	print_message("holder cut off; on_lost %lld ms later, takeover %lld ms later (%lld ms "
-		      "after the deadline); its held-back renewal landed %lld ms after the "
-		      "takeover (counter %llu -> %llu); token %llu -> %llu\n",
-		      ms(lost_at - t_hold), ms(t_acq - t_hold), ms(t_acq - dl),
-		      t_landed ? ms(t_landed - t_acq) : -1LL,
-		      (unsigned long long)rec_held.counter, (unsigned long long)rec.counter,
-		      (unsigned long long)tok_h, (unsigned long long)tok_w);
+	              "after the deadline); its held-back renewal landed %lld ms after the "
+	              "takeover (counter %llu -> %llu); token %llu -> %llu\n",
+	              ms(lost_at - t_hold), ms(t_acq - t_hold), ms(t_acq - dl),
+	              t_landed ? ms(t_landed - t_acq) : -1LL, (unsigned long long)rec_held.counter,
+	              (unsigned long long)rec.counter, (unsigned long long)tok_h,
+	              (unsigned long long)tok_w);
 	if (!t_landed)
 		fail_msg("the old holder's held-back renewal never reached the server: the "
-			 "scenario this test is about did not happen");
+		         "scenario this test is about did not happen");
 	assert_true(t_landed > t_acq && t_pass > t_acq);
 	assert_int_equal(rec.gen, tok_h);
 	assert_int_equal(rec.state, LK_LSTATE_HELD);

@@ -14,12 +14,18 @@
  *    times out while the other side renews, a release lets the other in with
  *    a higher token.
  *  - The same loop as the first, with two posix and two nfs:// processes.
+ *  - Many fresh names, each taken a few times by four processes that start
+ *    as they come up, so that the later ones first list the lock directory
+ *    while the earlier ones claim, release and clean up in it: every
+ *    acquire must succeed (four nfs:// clients; then two nfs:// and two
+ *    posix ones).
  *
  * The counter is read and written through the export's local path with a
  * pause between the read and the write, so that two holders at once would
  * lose an increment as well as trip the detector.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -36,6 +42,7 @@
 
 #include <cmocka.h>
 
+#include "internal.h"
 #include "nharness.h"
 
 #define NAME   "mx"
@@ -52,6 +59,9 @@ struct shared {
 	atomic_int token_errors; /* tokens not above the previous one */
 	_Atomic uint64_t last_token;
 	_Atomic uint64_t first_bad, first_bad_prev;
+	/* first users: who is inside, and the first overlap seen */
+	_Atomic uint64_t holder; /* token << 1 | posix */
+	_Atomic uint64_t ov_name, ov_mine, ov_other;
 };
 
 static struct shared *sh;
@@ -119,8 +129,8 @@ static void worker(int rx, int tx, void *arg)
 
 		if (r < 0)
 			nh_child_fail(__FILE__, __LINE__, "%s acquire %d: %s: %s",
-				      a->use_posix ? "posix" : "nfs", i, lk_strerror(r),
-				      lk_lock_errmsg(lk));
+			              a->use_posix ? "posix" : "nfs", i, lk_strerror(r),
+			              lk_lock_errmsg(lk));
 		if (atomic_fetch_add(&sh->inside, 1) != 0)
 			atomic_fetch_add(&sh->overlaps, 1);
 		tok = lk_lock_token(lk);
@@ -136,7 +146,7 @@ static void worker(int rx, int tx, void *arg)
 		r = lk_lock_release(lk);
 		if (r < 0)
 			nh_child_fail(__FILE__, __LINE__, "release %d: %s: %s", i, lk_strerror(r),
-				      lk_lock_errmsg(lk));
+			              lk_lock_errmsg(lk));
 		nh_sleep_ms(i % 3);
 	}
 	nh_send(tx, (uint64_t)nh_engine_code(lk_store_engine(st)));
@@ -163,7 +173,7 @@ static void run_loop(const struct worker_args *args, int n)
 	struct nh_child c[NPROC];
 	int64_t t0;
 	struct lk_store *st;
-	struct lk_status s = { .size = sizeof(s) };
+	struct lk_status s = {.size = sizeof(s)};
 
 	first_use();
 	for (int i = 0; i < n; i++)
@@ -175,19 +185,19 @@ static void run_loop(const struct worker_args *args, int n)
 		nh_send(c[i].tx, 1);
 	for (int i = 0; i < n; i++) {
 		assert_int_equal(nh_expect(c[i].rx, 2 * NH_SAFETY_MS),
-				 nh_engine_code(nh_engine_expected()));
+		                 nh_engine_code(nh_engine_expected()));
 		assert_int_equal(nh_reap(&c[i], NH_SAFETY_MS), 0);
 	}
 	print_message("%d processes x %d rounds in %lld ms, last token %llu\n", n, ITER,
-		      (long long)((nh_boot_ns() - t0) / 1000000),
-		      (unsigned long long)atomic_load(&sh->last_token));
+	              (long long)((nh_boot_ns() - t0) / 1000000),
+	              (unsigned long long)atomic_load(&sh->last_token));
 	if (atomic_load(&sh->overlaps))
 		fail_msg("two holders at once, %d times", atomic_load(&sh->overlaps));
 	if (atomic_load(&sh->token_errors))
 		fail_msg("%d tokens were not above the previous one (first: %llu after %llu)",
-			 atomic_load(&sh->token_errors),
-			 (unsigned long long)atomic_load(&sh->first_bad),
-			 (unsigned long long)atomic_load(&sh->first_bad_prev));
+		         atomic_load(&sh->token_errors),
+		         (unsigned long long)atomic_load(&sh->first_bad),
+		         (unsigned long long)atomic_load(&sh->first_bad_prev));
 	assert_int_equal(counter_read(), n * ITER);
 
 	/* the last release is what the server shows to a fresh client */
@@ -257,8 +267,8 @@ static void driven(int rx, int tx, void *arg)
 		else if (c == CMD_CHECK)
 			r = lk_lock_check(lk);
 		if (r < 0 && r != -EWOULDBLOCK && r != -ETIMEDOUT)
-			fprintf(stderr, "[%s] command %d: %s: %s\n", a->use_posix ? "posix" : "nfs", c,
-				lk_strerror(r), lk_lock_errmsg(lk));
+			fprintf(stderr, "[%s] command %d: %s: %s\n", a->use_posix ? "posix" : "nfs",
+			        c, lk_strerror(r), lk_lock_errmsg(lk));
 		nh_send(tx, (uint64_t)(int64_t)r);
 		nh_send(tx, lk_lock_token(lk));
 	}
@@ -279,14 +289,14 @@ static int ask(struct nh_child *c, int what, int64_t arg, uint64_t *ret_token)
 /* holder takes the lease; other cannot, neither at once nor by waiting out
  * more than a TTL; after the release other gets it with a higher token. */
 static uint64_t hand_over(struct nh_child *holder, struct nh_child *other, uint64_t prev,
-			  const char *dir)
+                          const char *dir)
 {
 	uint64_t tok_h, tok_o, t;
 
 	assert_int_equal(ask(holder, CMD_ACQUIRE, NH_SAFETY_MS, &tok_h), 0);
 	if (tok_h <= prev)
 		fail_msg("%s: holder's token %llu after %llu", dir, (unsigned long long)tok_h,
-			 (unsigned long long)prev);
+		         (unsigned long long)prev);
 	assert_int_equal(ask(other, CMD_ACQUIRE, 0, &t), -EWOULDBLOCK);
 	assert_int_equal(t, 0);
 	/* longer than T*(1+rho): only renewals keep other out now */
@@ -297,7 +307,7 @@ static uint64_t hand_over(struct nh_child *holder, struct nh_child *other, uint6
 	assert_int_equal(ask(other, CMD_ACQUIRE, NH_SAFETY_MS, &tok_o), 0);
 	if (tok_o <= tok_h)
 		fail_msg("%s: token %llu after %llu", dir, (unsigned long long)tok_o,
-			 (unsigned long long)tok_h);
+		         (unsigned long long)tok_h);
 	assert_int_equal(ask(other, CMD_CHECK, 0, &t), 0);
 	assert_int_equal(ask(other, CMD_RELEASE, 0, &t), 0);
 	assert_int_equal(t, 0);
@@ -306,7 +316,7 @@ static uint64_t hand_over(struct nh_child *holder, struct nh_child *other, uint6
 
 static void test_posix_and_nfs_exclude(void **state)
 {
-	struct worker_args pa = { .use_posix = 1 }, na = { .use_posix = 0 };
+	struct worker_args pa = {.use_posix = 1}, na = {.use_posix = 0};
 	struct nh_child p, n;
 	uint64_t tok;
 
@@ -324,24 +334,27 @@ static void test_posix_and_nfs_exclude(void **state)
 	assert_int_equal(nh_reap(&p, NH_SAFETY_MS), 0);
 	assert_int_equal(nh_reap(&n, NH_SAFETY_MS), 0);
 	print_message("posix and nfs:// handed the lease back and forth; last token %llu\n",
-		      (unsigned long long)tok);
+	              (unsigned long long)tok);
 }
 
 /* ------------------------------------------------------------------------
- * Racing first uses
+ * First users joining a busy lock
  */
-
-#define RACE_NAMES 60
 
 struct first_args {
 	int use_posix;
-	uint64_t n;     /* the name: first<n> */
-	int go[2];      /* the round starts when the test closes go[1] */
+	uint64_t n; /* the name: first<n> */
+	int go[2];  /* the round starts when the test closes go[1] */
 };
 
-/* One process per user and name, started afresh like a program that takes a
- * lock once: open the store and the lock, say so, wait for the start, then
- * acquire (waiting), hold for a moment and release. Answers the result. */
+#define FIRST_ROUNDS 4
+
+/*
+ * One process per user and name, started afresh like a program that takes a
+ * lock now and then: open the store and the lock, wait for the start, then
+ * acquire (waiting), hold for a moment and release, a few times. Answers
+ * the number of failed acquires.
+ */
 static void first_user(int rx, int tx, void *arg)
 {
 	const struct first_args *a = arg;
@@ -349,82 +362,162 @@ static void first_user(int rx, int tx, void *arg)
 	struct lk_lock_opts o = LK_LOCK_OPTS_INIT;
 	struct lk_lock *lk = NULL;
 	char name[32], c;
-	int r;
+	int failed = 0;
 
 	(void)rx;
 	close(a->go[1]);
 	snprintf(name, sizeof(name), "first%llu", (unsigned long long)a->n);
 	o.mode = LK_MODE_LEASE;
 	o.ttl_ms = TTL_MS;
-	r = lk_lock_open(st, name, &o, &lk);
-	nh_send(tx, 1);
+	if (lk_lock_open(st, name, &o, &lk) < 0)
+		nh_child_fail(__FILE__, __LINE__, "open %s: %s", name, lk_store_errmsg(st));
 	while (read(a->go[0], &c, 1) < 0 && errno == EINTR)
 		;
-	if (r == 0) {
-		r = lk_lock_acquire(lk, NH_SAFETY_MS);
-		if (r == 0) {
-			if (atomic_fetch_add(&sh->inside, 1) != 0)
-				atomic_fetch_add(&sh->overlaps, 1);
-			nh_sleep_ms(1);
-			atomic_fetch_sub(&sh->inside, 1);
-			r = lk_lock_release(lk);
-		} else {
-			fprintf(stderr, "[%s] first use of %s: %s: %s\n",
-				a->use_posix ? "posix" : "nfs", name, lk_strerror(r),
-				lk_lock_errmsg(lk));
+	for (int i = 0; i < FIRST_ROUNDS; i++) {
+		int r = lk_lock_acquire(lk, NH_SAFETY_MS);
+		uint64_t tok, me, prev;
+
+		if (r < 0) {
+			fprintf(stderr, "[%s] %s, acquire %d: %s: %s\n",
+			        a->use_posix ? "posix" : "nfs", name, i, lk_strerror(r),
+			        lk_lock_errmsg(lk));
+			failed++;
+			continue;
 		}
-		lk_lock_close(lk);
+		tok = lk_lock_token(lk);
+		me = tok << 1 | (uint64_t)a->use_posix;
+		if (atomic_fetch_add(&sh->inside, 1) != 0 &&
+		    atomic_fetch_add(&sh->overlaps, 1) == 0) {
+			atomic_store(&sh->ov_name, a->n);
+			atomic_store(&sh->ov_mine, me);
+			atomic_store(&sh->ov_other, atomic_load(&sh->holder));
+		}
+		prev = atomic_exchange(&sh->last_token, tok);
+		if (tok <= prev && atomic_fetch_add(&sh->token_errors, 1) == 0) {
+			atomic_store(&sh->first_bad, tok);
+			atomic_store(&sh->first_bad_prev, prev);
+		}
+		atomic_store(&sh->holder, me);
+		nh_sleep_ms(1);
+		atomic_fetch_sub(&sh->inside, 1);
+		CHILD_EQ(lk_lock_release(lk), 0);
 	}
-	nh_send(tx, (uint64_t)(int64_t)r);
+	nh_send(tx, (uint64_t)failed);
+	lk_lock_close(lk);
 	lk_store_close(st);
 }
 
-/*
- * Every lease acquire creates the lock directory when it finds none, so the
- * first users of a name race to create it, through the server and, for the
- * posix processes, behind its back. Each of them must get the lock in turn;
- * an error is a failure of the lock's very first use.
- */
-static void test_first_use_race(void **state)
+static int add_name(const char *name, void *userdata)
+{
+	char *buf = userdata;
+	size_t n = strlen(buf);
+
+	if (name[0] == 'g' && n + strlen(name) + 2 < 4096)
+		snprintf(buf + n, 4096 - n, " %s", name);
+	return 0;
+}
+
+/* After a failure: the generations on the server's disk, and those a fresh
+ * nfs:// client is shown, so that a stale listing can be told apart. */
+static void show_listings(uint64_t n)
+{
+	char name[32], path[PATH_MAX + 64], disk[4096] = "", seen[4096] = "";
+	struct lk_err e = {""};
+	struct lk_store *st;
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(name, sizeof(name), "first%llu", (unsigned long long)n);
+	snprintf(path, sizeof(path), "%s/%s", posix_path, name);
+	d = opendir(path);
+	while (d && (de = readdir(d)))
+		add_name(de->d_name, disk);
+	if (d)
+		closedir(d);
+	st = nh_store_open(nfs_url);
+	st->be->readdir(st->bs, name, add_name, seen, &e);
+	lk_store_close(st);
+	print_message("%s on the server's disk:%s\n%s listed over nfs://:%s\n", name, disk, name,
+	              seen);
+}
+
+static void run_first_users(int with_posix, int names)
 {
 	struct first_args a[NPROC];
 	struct nh_child c[NPROC];
-	int errors[2] = { 0, 0 }, wins = 0;
+	int failed[2] = {0, 0};
 
-	(void)state;
 	scratch("first");
-	for (uint64_t n = 1; n <= RACE_NAMES; n++) {
-		int go[2];
+	for (uint64_t n = 1; n <= (uint64_t)names; n++) {
+		int go[2], round = 0;
 
 		if (pipe(go) < 0)
 			fail_msg("pipe: %s", strerror(errno));
+		atomic_store(&sh->last_token, 0); /* tokens count per name */
 		for (int i = 0; i < NPROC; i++) {
-			a[i] = (struct first_args){ .use_posix = i % 2, .n = n,
-						    .go = { go[0], go[1] } };
+			a[i] = (struct first_args){
+				.use_posix = with_posix && i % 2, .n = n, .go = {go[0], go[1]}};
 			nh_spawn(&c[i], first_user, &a[i]);
 		}
-		for (int i = 0; i < NPROC; i++)
-			nh_expect(c[i].rx, NH_SAFETY_MS);
-		close(go[1]); /* all four wake at once */
+		/* each one starts as soon as its store and lock are open */
+		close(go[1]);
 		close(go[0]);
 		for (int i = 0; i < NPROC; i++) {
-			int r = (int)(int64_t)nh_expect(c[i].rx, 2 * NH_SAFETY_MS);
+			int f = (int)nh_expect(c[i].rx, 2 * NH_SAFETY_MS);
 
-			if (r == 0)
-				wins++;
-			else
-				errors[a[i].use_posix]++;
+			failed[a[i].use_posix] += f;
+			round += f;
 			assert_int_equal(nh_reap(&c[i], NH_SAFETY_MS), 0);
 		}
+		if (round)
+			show_listings(n);
 	}
-	print_message("%d fresh names, 2 nfs:// and 2 posix first users each: %d acquisitions, "
-		      "%d failed over nfs://, %d over posix\n",
-		      RACE_NAMES, wins, errors[0], errors[1]);
-	assert_int_equal(atomic_load(&sh->overlaps), 0);
-	if (errors[0] || errors[1])
-		fail_msg("%d acquires of a lock's first use failed (messages above)",
-			 errors[0] + errors[1]);
-	assert_int_equal(wins, RACE_NAMES * NPROC);
+	print_message("%d fresh names, %d nfs:// and %d posix users x %d acquires each: %d "
+	              "failed over nfs://, %d over posix\n",
+	              names, with_posix ? NPROC / 2 : NPROC, with_posix ? NPROC / 2 : 0,
+	              FIRST_ROUNDS, failed[0], failed[1]);
+	if (atomic_load(&sh->overlaps)) {
+		uint64_t mine = atomic_load(&sh->ov_mine), other = atomic_load(&sh->ov_other);
+
+		show_listings(atomic_load(&sh->ov_name));
+		fail_msg("two holders at once, %d times; first on first%llu: a %s client with "
+		         "token %llu got in while a %s client with token %llu was inside",
+		         atomic_load(&sh->overlaps), (unsigned long long)atomic_load(&sh->ov_name),
+		         mine & 1 ? "posix" : "nfs://", (unsigned long long)(mine >> 1),
+		         other & 1 ? "posix" : "nfs://", (unsigned long long)(other >> 1));
+	}
+	if (atomic_load(&sh->token_errors))
+		fail_msg("%d tokens were not above the one before on their name (first: %llu "
+		         "after %llu)",
+		         atomic_load(&sh->token_errors),
+		         (unsigned long long)atomic_load(&sh->first_bad),
+		         (unsigned long long)atomic_load(&sh->first_bad_prev));
+	if (failed[0] || failed[1])
+		fail_msg("%d of %d acquires failed (messages above)", failed[0] + failed[1],
+		         names * NPROC * FIRST_ROUNDS);
+}
+
+/*
+ * Fresh names, each used by four processes that start as they come up: the
+ * first of them creates the lock directory and the others join while it is
+ * claimed, released and cleaned up, so clients list lock directories whose
+ * entries come and go (claim files, old generations) and the server may
+ * answer such a listing with NFS3ERR_NOENT or NFS3ERR_JUKEBOX. Every
+ * acquire must succeed: an error about a directory that exists is nothing
+ * a caller can act on. First four nfs:// clients, then two nfs:// and two
+ * posix ones on the server's own view, whose changes the server learns of
+ * only from the filesystem.
+ */
+static void test_first_users_join_busy_lock(void **state)
+{
+	(void)state;
+	run_first_users(0, 40);
+}
+
+static void test_first_users_join_busy_lock_mixed(void **state)
+{
+	(void)state;
+	run_first_users(1, 100);
 }
 
 int main(void)
@@ -433,7 +526,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_nfs_clients_exclude, nh_teardown),
 		cmocka_unit_test_teardown(test_posix_and_nfs_exclude, nh_teardown),
 		cmocka_unit_test_teardown(test_mixed_clients_exclude, nh_teardown),
-		cmocka_unit_test_teardown(test_first_use_race, nh_teardown),
+		cmocka_unit_test_teardown(test_first_users_join_busy_lock, nh_teardown),
+		cmocka_unit_test_teardown(test_first_users_join_busy_lock_mixed, nh_teardown),
 	};
 
 	nh_init(100);

@@ -57,7 +57,7 @@ static void test_server_paused_past_ttl(void **state)
 	struct nh_child h, w;
 	struct lk__lrec rec_paused, rec, next;
 	struct lk_store *st;
-	struct lk_status s = { .size = sizeof(s) };
+	struct lk_status s = {.size = sizeof(s)};
 	uint64_t tok_h, tok_w, v;
 	int64_t t_pause, t_resume, t_landed = 0, t_acq, lost_at, dl, last_sent, end;
 	int want = nh_engine_code(nh_engine_expected());
@@ -68,8 +68,8 @@ static void test_server_paused_past_ttl(void **state)
 	snprintf(sub, sizeof(sub), "%s/store", rel);
 	nh_url(url, sizeof(url), sub, NULL);
 	snprintf(lockdir, sizeof(lockdir), "%s/store/stall", local);
-	ha = (struct stall_args){ .url = url, .ttl_ms = TTL_MS, .foreign = 0, .sh = sh };
-	wa = (struct stall_args){ .url = url, .ttl_ms = TTL_MS, .foreign = 1, .sh = sh };
+	ha = (struct stall_args){.url = url, .ttl_ms = TTL_MS, .foreign = 0, .sh = sh};
+	wa = (struct stall_args){.url = url, .ttl_ms = TTL_MS, .foreign = 1, .sh = sh};
 
 	nh_spawn(&h, stall_holder, &ha);
 	tok_h = nh_expect(h.rx, NH_SAFETY_MS);
@@ -120,14 +120,14 @@ static void test_server_paused_past_ttl(void **state)
 	dl = atomic_load(&sh->deadline);
 	last_sent = dl - nh_hold_ns(TTL_MS);
 	print_message("last renewal %lld ms before the pause, on_lost %lld ms after it "
-		      "(deadline %+lld ms); waiter: %d failed acquires while stopped, held "
-		      "%lld ms after the resume; late renewal landed %lld ms after the resume "
-		      "(counter %llu -> %llu); token %llu -> %llu\n",
-		      ms(t_pause - last_sent), ms(lost_at - last_sent), ms(lost_at - dl),
-		      atomic_load(&sh->errors), ms(t_acq - t_resume),
-		      t_landed ? ms(t_landed - t_resume) : -1LL,
-		      (unsigned long long)rec_paused.counter, (unsigned long long)rec.counter,
-		      (unsigned long long)tok_h, (unsigned long long)tok_w);
+	              "(deadline %+lld ms); waiter: %d failed acquires while stopped, held "
+	              "%lld ms after the resume; late renewal landed %lld ms after the resume "
+	              "(counter %llu -> %llu); token %llu -> %llu\n",
+	              ms(t_pause - last_sent), ms(lost_at - last_sent), ms(lost_at - dl),
+	              atomic_load(&sh->errors), ms(t_acq - t_resume),
+	              t_landed ? ms(t_landed - t_resume) : -1LL,
+	              (unsigned long long)rec_paused.counter, (unsigned long long)rec.counter,
+	              (unsigned long long)tok_h, (unsigned long long)tok_w);
 
 	/* the holder: lost at its deadline, within T of its last counted renewal */
 	assert_int_equal(atomic_load(&sh->lost_calls), 1);
@@ -136,26 +136,26 @@ static void test_server_paused_past_ttl(void **state)
 		fail_msg("on_lost fired %lld ms before the holder's deadline", ms(dl - lost_at));
 	if (lost_at - last_sent > (int64_t)TTL_MS * 1000000)
 		fail_msg("on_lost fired %lld ms after the last counted renewal was sent: later "
-			 "than the TTL (%d ms)",
-			 ms(lost_at - last_sent), TTL_MS);
+		         "than the TTL (%d ms)",
+		         ms(lost_at - last_sent), TTL_MS);
 	assert_true(lost_at < t_resume);
 
 	/* the waiter: only after the resume, with a higher token */
 	if (t_acq < t_resume)
 		fail_msg("the waiter held %lld ms before the server was resumed",
-			 ms(t_resume - t_acq));
+		         ms(t_resume - t_acq));
 	if (atomic_load(&sh->errors) && t_acq - t_resume < nh_ttl_up_ns(TTL_MS))
 		fail_msg("the waiter held %lld ms after the resume, less than T*(1+rho) after "
-			 "anything it could have seen",
-			 ms(t_acq - t_resume));
+		         "anything it could have seen",
+		         ms(t_acq - t_resume));
 	if (tok_w <= tok_h)
 		fail_msg("the waiter's token %llu is not above %llu", (unsigned long long)tok_w,
-			 (unsigned long long)tok_h);
+		         (unsigned long long)tok_h);
 
 	/* the late renewal did land, on the old generation only */
 	if (!t_landed)
 		fail_msg("no renewal stuck in the stopped server was applied after the resume: "
-			 "the scenario this test is about did not happen");
+		         "the scenario this test is about did not happen");
 	assert_int_equal(rec.gen, tok_h);
 	assert_int_equal(rec.state, LK_LSTATE_HELD);
 

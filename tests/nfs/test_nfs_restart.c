@@ -39,9 +39,9 @@
 static char url[PATH_MAX + 512];
 
 struct shared {
-	_Atomic int64_t deadline;   /* newest deadline seen */
+	_Atomic int64_t deadline;    /* newest deadline seen */
 	_Atomic int64_t advanced_at; /* when the deadline last moved on */
-	atomic_int advances;        /* renewals counted (deadline moved on) */
+	atomic_int advances;         /* renewals counted (deadline moved on) */
 	atomic_int check_failures;
 	_Atomic int64_t first_failure;
 	atomic_int lost_calls;
@@ -62,7 +62,7 @@ static void holder_child(int rx, int tx, void *arg)
 	struct lk_lock_opts o = LK_LOCK_OPTS_INIT;
 	struct lk_store *st = nh_store_open(url);
 	struct lk_lock *lk;
-	struct pollfd p = { .fd = rx, .events = POLLIN };
+	struct pollfd p = {.fd = rx, .events = POLLIN};
 	int r;
 
 	(void)arg;
@@ -98,7 +98,7 @@ static void test_server_restart_during_lease(void **state)
 {
 	char local[PATH_MAX], rel[PATH_MAX], sub[PATH_MAX + 16], lockdir[PATH_MAX + 32];
 	struct lk__lrec rec_before, rec;
-	struct lk_status s = { .size = sizeof(s) };
+	struct lk_status s = {.size = sizeof(s)};
 	struct lk_store *st;
 	struct lk_lock *lk;
 	struct nh_child h;
@@ -127,12 +127,12 @@ static void test_server_restart_during_lease(void **state)
 	t_restart = nh_boot_ns();
 	restart_ms = nh_server_restart();
 	print_message("server killed and started again in %lld ms; the holder's deadline was "
-		      "%lld ms away when it began\n",
-		      (long long)restart_ms, (long long)((dl_before - t_restart) / 1000000));
+	              "%lld ms away when it began\n",
+	              (long long)restart_ms, (long long)((dl_before - t_restart) / 1000000));
 	if (t_restart + restart_ms * 1000000 > dl_before)
 		fail_msg("the restart took %lld ms, longer than the %lld ms left to the holder's "
-			 "deadline: losing the lease would be right, so this run proves nothing",
-			 (long long)restart_ms, (long long)((dl_before - t_restart) / 1000000));
+		         "deadline: losing the lease would be right, so this run proves nothing",
+		         (long long)restart_ms, (long long)((dl_before - t_restart) / 1000000));
 
 	/* two TTLs of renewals against the new server process */
 	until = t_restart + 2LL * TTL_MS * 1000000;
@@ -141,9 +141,9 @@ static void test_server_restart_during_lease(void **state)
 	adv_after = atomic_load(&sh->advances) - adv_before;
 	if (atomic_load(&sh->check_failures))
 		fail_msg("lk_lock_check() failed %lld ms after the restart began (the restart "
-			 "took %lld ms)",
-			 (long long)((atomic_load(&sh->first_failure) - t_restart) / 1000000),
-			 (long long)restart_ms);
+		         "took %lld ms)",
+		         (long long)((atomic_load(&sh->first_failure) - t_restart) / 1000000),
+		         (long long)restart_ms);
 	assert_int_equal(atomic_load(&sh->lost_calls), 0);
 	/* renewals count again: at least one per renew interval, less a few */
 	if (adv_after < 2 * TTL_MS / (TTL_MS / 4) - 3)
@@ -173,8 +173,8 @@ static void test_server_restart_during_lease(void **state)
 	lk_lock_close(lk);
 	lk_store_close(st);
 	print_message("%d renewals counted in the two TTLs after the restart; token %llu -> "
-		      "%llu\n",
-		      adv_after, (unsigned long long)tok, (unsigned long long)tok + 1);
+	              "%llu\n",
+	              adv_after, (unsigned long long)tok, (unsigned long long)tok + 1);
 }
 
 int main(void)
