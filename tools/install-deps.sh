@@ -9,6 +9,11 @@ pkgs="gcc make cmake pkg-config libc6-dev liburing-dev libnfs-dev"
 if [ "$want" = test ]; then
 	pkgs="$pkgs libcmocka-dev util-linux procps python3"
 	pkgs="$pkgs nfs-ganesha nfs-ganesha-vfs rpcbind"
+	# verification: libFuzzer (clang and its runtime), the Promela model
+	# checker, clock faking, memcheck, network namespaces for partitions,
+	# promtool for the metrics exposition
+	pkgs="$pkgs clang-14 libclang-rt-14-dev spin faketime libfaketime valgrind iproute2"
+	pkgs="$pkgs prometheus"
 fi
 
 missing=""

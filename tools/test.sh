@@ -1,10 +1,12 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Install what is missing, build with warnings as errors, and run the whole
-# test suite: the normal build, then the library and tests under ASan+UBSan.
+# test suite: the library and tests under ASan+UBSan, then under TSan, then
+# the normal build with everything else (model check, fuzz corpus replay,
+# memcheck, chaos CI profile).
 # Works on a fresh Debian 12 machine as root, or as a user with sudo.
 # Usage: tools/test.sh            (everything)
-#        LOCKKIT_TEST_QUICK=1 tools/test.sh   (skip the sanitizer pass)
+#        LOCKKIT_TEST_QUICK=1 tools/test.sh   (skip the sanitizer passes)
 set -eu
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -22,6 +24,16 @@ if [ "${LOCKKIT_TEST_QUICK:-0}" != 1 ]; then
 	cmake --build build-asan -j"$jobs"
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --test-dir build-asan --output-on-failure -E '^consumer$'
+
+	# Programs that fork child processes after starting threads are
+	# followed with die_after_fork=0: the children only make system calls
+	# and library calls the sanitizer does not need to see.
+	echo "== TSan build and tests"
+	cmake -S . -B build-tsan -DLOCKKIT_WERROR=ON -DLOCKKIT_SANITIZE=thread \
+		-DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-tsan -j"$jobs"
+	TSAN_OPTIONS=die_after_fork=0:halt_on_error=1:second_deadlock_stack=1 \
+		ctest --test-dir build-tsan --output-on-failure -E '^consumer$'
 fi
 
 echo "== benchmark smoke run (numbers are not checked here)"

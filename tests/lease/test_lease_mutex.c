@@ -357,10 +357,13 @@ static int pausing_linkat(int ofd, const char *from, int nfd, const char *to, in
 static void paused_child(int rx, int tx, void *arg)
 {
 	const char *dir = arg;
-	struct lk_store *st = lh_store_open(dir);
-	struct lk_lock *lk = lh_lease_open(st, NAME, 1000, NULL);
+	struct lk_store *st;
+	struct lk_lock *lk;
 	int r;
 
+	lh_expect(rx, LH_SAFETY_MS); /* the lock exists */
+	st = lh_store_open(dir);
+	lk = lh_lease_open(st, NAME, 1000, NULL);
 	pause_rx = rx;
 	pause_tx = tx;
 	real_linkat = lk__posix_sys.linkat;
@@ -395,13 +398,15 @@ static void test_paused_claimant(void **state)
 
 	(void)state;
 	lh_store_dir(store, sizeof(store), "pause");
+	/* forked before this process starts threads (a thread sanitizer
+	 * cannot follow a fork from a threaded process) */
+	lh_spawn(&c, paused_child, store);
 	st = lh_store_open(store);
 	lk = lh_lease_open(st, NAME, 1000, NULL);
 	assert_int_equal(lk_lock_acquire(lk, 0), 0);
 	lh_check_engine(st);
 	assert_int_equal(lk_lock_release(lk), 0);
-
-	lh_spawn(&c, paused_child, store);
+	lh_send(c.tx, 1);
 	lh_expect(c.rx, LH_SAFETY_MS); /* judged free, about to link */
 	for (int i = 0; i < PAUSE_CYCLES; i++) {
 		assert_int_equal(lk_lock_acquire(lk, LH_SAFETY_MS), 0);
