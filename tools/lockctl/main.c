@@ -21,6 +21,7 @@ static const char usage_main[] =
 	"  run NAME [OPTIONS] [--] COMMAND [ARG...]   run COMMAND while holding lock NAME\n"
 	"  status NAME [--json]                        show whether NAME is held, and by whom\n"
 	"  ls [--json]                                 list every lock in the store\n"
+	"  doctor [--json]                             check the store and this machine\n"
 	"\n"
 	"Options:\n"
 	"  -S, --store STORE   the store: a directory or file:///dir URL. Default:\n"
@@ -98,6 +99,8 @@ int main(int argc, char **argv)
 		return cmd_status(&c, argc, argv);
 	if (!strcmp(cmd, "ls") || !strcmp(cmd, "list"))
 		return cmd_ls(&c, argc, argv);
+	if (!strcmp(cmd, "doctor"))
+		return cmd_doctor(&c, argc, argv);
 	if (!strcmp(cmd, "help")) {
 		if (argc > 0 && !strcmp(argv[0], "run"))
 			fputs(usage_run, stdout);
@@ -105,6 +108,8 @@ int main(int argc, char **argv)
 			printf(usage_status, lk_engine_default());
 		else if (argc > 0 && !strcmp(argv[0], "ls"))
 			fputs(usage_ls, stdout);
+		else if (argc > 0 && !strcmp(argv[0], "doctor"))
+			fputs(usage_doctor, stdout);
 		else
 			fputs(usage_main, stdout);
 		return 0;
