@@ -42,10 +42,12 @@ int cmd_run(struct ctx *c, int argc, char **argv);
 int cmd_status(struct ctx *c, int argc, char **argv);
 int cmd_ls(struct ctx *c, int argc, char **argv);
 int cmd_doctor(struct ctx *c, int argc, char **argv);
+int cmd_metrics(struct ctx *c, int argc, char **argv);
 
 extern const char *const usage_run;
 extern const char *const usage_status;
 extern const char *const usage_ls;
 extern const char *const usage_doctor;
+extern const char *const usage_metrics;
 
 #endif

@@ -22,6 +22,7 @@ static const char usage_main[] =
 	"  status NAME [--json]                        show whether NAME is held, and by whom\n"
 	"  ls [--json]                                 list every lock in the store\n"
 	"  doctor [--json]                             check the store and this machine\n"
+	"  metrics [--textfile PATH]                   the store's state for Prometheus\n"
 	"\n"
 	"Options:\n"
 	"  -S, --store STORE   the store: a directory or file:///dir URL. Default:\n"
@@ -101,6 +102,8 @@ int main(int argc, char **argv)
 		return cmd_ls(&c, argc, argv);
 	if (!strcmp(cmd, "doctor"))
 		return cmd_doctor(&c, argc, argv);
+	if (!strcmp(cmd, "metrics"))
+		return cmd_metrics(&c, argc, argv);
 	if (!strcmp(cmd, "help")) {
 		if (argc > 0 && !strcmp(argv[0], "run"))
 			fputs(usage_run, stdout);
@@ -110,6 +113,8 @@ int main(int argc, char **argv)
 			fputs(usage_ls, stdout);
 		else if (argc > 0 && !strcmp(argv[0], "doctor"))
 			fputs(usage_doctor, stdout);
+		else if (argc > 0 && !strcmp(argv[0], "metrics"))
+			fputs(usage_metrics, stdout);
 		else
 			fputs(usage_main, stdout);
 		return 0;
