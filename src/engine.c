@@ -132,6 +132,11 @@ void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, in
 		if (ndl > dl)
 			atomic_store(&l->deadline_ns, ndl);
 		l->renewals++;
+		/* The engine planned its wake-up while this renewal was in
+		 * flight, without it: make it plan again if the next renewal
+		 * falls due earlier. */
+		if (l->next_renew - l->renew_ns / 8 < e->next_wake)
+			e->need_step = 1;
 		return;
 	}
 	/* EIO, a timeout, a short write: try again soon, until the deadline */
@@ -186,6 +191,8 @@ static void *engine_main(void *arg)
 	int64_t next = 0;
 
 	while (!e->stop) {
+		int64_t until;
+
 		/*
 		 * A walk over every lease only when a timer is due or a
 		 * completion asked for one: a renewal that succeeded has already
@@ -194,9 +201,18 @@ static void *engine_main(void *arg)
 		if (e->need_step || lk__boottime_ns() >= next) {
 			e->need_step = 0;
 			next = engine_step(e);
+			e->next_wake = next;
 		}
 		pthread_mutex_unlock(&e->mu);
-		e->ops->wait(e, next);
+		/* send what the step queued, reap what has come back */
+		until = lk__engine_backend_service(e);
+		if (until > next)
+			until = next;
+		pthread_mutex_lock(&e->mu);
+		if (e->need_step || e->stop)
+			continue;
+		pthread_mutex_unlock(&e->mu);
+		e->ops->wait(e, until);
 		pthread_mutex_lock(&e->mu);
 	}
 	pthread_mutex_unlock(&e->mu);
@@ -235,10 +251,21 @@ LK_API int lk_store_engine_process(struct lk_store *st, int64_t *ret_timeout_ms)
 	 * until a reap finds nothing, so that the timeout below is computed from
 	 * every result there is and nothing queued is left unsent. */
 	for (int round = 0; round < 8; round++) {
+		int64_t due;
+		int more;
+
 		pthread_mutex_lock(&e->mu);
 		next = engine_step(e);
+		e->next_wake = next;
 		pthread_mutex_unlock(&e->mu);
-		if (e->ops->wait(e, 0) == 0)
+		due = lk__engine_backend_service(e);
+		if (due < next)
+			next = due;
+		more = e->ops->wait(e, 0) > 0;
+		pthread_mutex_lock(&e->mu);
+		more |= e->need_step;
+		pthread_mutex_unlock(&e->mu);
+		if (!more)
 			break;
 	}
 	left = next - lk__boottime_ns();
@@ -306,6 +333,8 @@ int lk__engine_get(struct lk_store *st, struct lk__engine **ret)
 		goto out;
 	}
 	e->st = st;
+	e->bk_due = INT64_MAX;
+	e->bk_fd = -1;
 	pthread_mutex_init(&e->mu, NULL);
 	cond_init_mono(&e->cv);
 	r = -EOPNOTSUPP;
@@ -409,6 +438,26 @@ int lk__engine_remove(struct lk__engine *e, struct lk__lease *l)
 			pthread_mutex_unlock(&e->mu);
 			return 0;
 		}
+		if (!e->threaded && e->st->be->service && !l->in_callback) {
+			/*
+			 * Nobody else may be servicing the backend (the caller
+			 * drives the engine, and may be this very thread):
+			 * service it here, without the mutex its completions
+			 * take.
+			 */
+			int fd;
+			short ev;
+
+			pthread_mutex_unlock(&e->mu);
+			e->st->be->service(e->st->bs, &fd, &ev);
+			if (fd >= 0) {
+				struct pollfd p = { fd, ev, 0 };
+
+				poll(&p, 1, 1);
+			}
+			pthread_mutex_lock(&e->mu);
+			continue;
+		}
 		until = lk__monotonic_ns() +
 			(dl - now < 1000000 ? 1000000 : dl - now < 50000000 ? dl - now : 50000000);
 		ts.tv_sec = until / 1000000000;
@@ -420,6 +469,59 @@ int lk__engine_remove(struct lk__engine *e, struct lk__lease *l)
 		e->ops->lease_gone(e, l);
 	pthread_mutex_unlock(&e->mu);
 	return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * Backends that the engine services itself (nfs://): the renewal's
+ * requests go out on the backend's own connection, and the engine polls
+ * that connection's descriptor along with its timers. Completions arrive
+ * from whichever thread services the backend: the engine's, or a caller's
+ * blocking call on the same store, which services every request on the
+ * connection while it waits for its own.
+ */
+
+static void backend_done(void *arg, int which, int res)
+{
+	struct lk__lease *l = arg;
+	struct lk__engine *e = l->st->engine;
+	int wake;
+
+	pthread_mutex_lock(&e->mu);
+	lk__engine_io_done(e, l, which == LK_RENEW_WRITE ? LK_IO_WRITE : LK_IO_PROBE, res);
+	/* l may be gone now */
+	wake = e->need_step;
+	pthread_mutex_unlock(&e->mu);
+	if (wake)
+		e->ops->wake(e);
+}
+
+int lk__engine_backend_submit(struct lk__engine *e, struct lk__lease *l)
+{
+	const struct lk_backend *be = e->st->be;
+	int r;
+
+	if (!be->renew_start || !be->service || l->f->fd >= 0)
+		return 0;
+	r = be->renew_start(l->f, l->wbuf, sizeof(l->wbuf), l->probe, l->t_submit + l->io_ns,
+			    backend_done, l);
+	if (r < 0) {
+		lk__engine_io_done(e, l, LK_IO_WRITE, r);
+		lk__engine_io_done(e, l, LK_IO_PROBE, r);
+	}
+	return 1;
+}
+
+int64_t lk__engine_backend_service(struct lk__engine *e)
+{
+	const struct lk_backend *be = e->st->be;
+
+	if (!be->service) {
+		e->bk_fd = -1;
+		e->bk_due = INT64_MAX;
+		return INT64_MAX;
+	}
+	e->bk_due = be->service(e->st->bs, &e->bk_fd, &e->bk_events);
+	return e->bk_due;
 }
 
 /* ------------------------------------------------------------------------
@@ -592,19 +694,23 @@ static void tengine_submit(struct lk__engine *e, struct lk__lease *l)
 {
 	struct tengine *t = e->impl;
 
+	if (lk__engine_backend_submit(e, l))
+		return;
 	lk__iowork_submit(&t->io, l);
 }
 
 static int tengine_wait(struct lk__engine *e, int64_t until_ns)
 {
 	struct tengine *t = e->impl;
-	struct pollfd pfd = { t->evfd, POLLIN, 0 };
+	/* the backend's connection too, when it has requests out */
+	struct pollfd pfd[2] = { { t->evfd, POLLIN, 0 }, { e->bk_fd, e->bk_events, 0 } };
 	int64_t left = until_ns - lk__boottime_ns();
 	uint64_t v;
 	int n = 0;
 
-	if (left > 0)
-		poll(&pfd, 1, (int)((left + 999999) / 1000000));
+	if (left > 0 && poll(pfd, e->bk_fd >= 0 ? 2 : 1, (int)((left + 999999) / 1000000)) > 0 &&
+	    e->bk_fd >= 0 && pfd[1].revents)
+		n++;
 	while (read(t->evfd, &v, sizeof(v)) > 0)
 		n++;
 	return n;

@@ -88,6 +88,13 @@ struct lk__engine {
 	int threaded;      /* 0: driven by lk_store_engine_process() */
 	pthread_t cb_thread; /* the thread running an on_lost callback */
 	int need_step;     /* a result needs the engine to look at every lease */
+	int64_t next_wake; /* when the engine means to look again (under mu) */
+	/* A backend the engine services itself (be->service): when it wants
+	 * servicing again and what to poll meanwhile; the engine's thread
+	 * only (or lk_store_engine_process()'s caller). */
+	int64_t bk_due;
+	int bk_fd;
+	short bk_events;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int stop;
@@ -109,6 +116,12 @@ void lk__engine_add(struct lk__engine *e, struct lk__lease *l);
  * still in flight: the engine then owns l (and its record) and frees it.
  */
 int lk__engine_remove(struct lk__engine *e, struct lk__lease *l);
+/* Renewals the backend sends itself (be->renew_start): 1 if l's renewal
+ * went that way (or failed and was reported), 0 if the caller must do it.
+ * With the engine mutex held. */
+int lk__engine_backend_submit(struct lk__engine *e, struct lk__lease *l);
+/* Service such a backend (no mutex held); returns the engine's bk_due. */
+int64_t lk__engine_backend_service(struct lk__engine *e);
 /* From an implementation, with the mutex held. */
 void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, int res);
 void lk__lease_free(struct lk__lease *l);

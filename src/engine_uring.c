@@ -16,7 +16,9 @@
  * fallback too.
  *
  * Only the engine thread touches the ring; other threads wake it through an
- * eventfd that the ring polls.
+ * eventfd that the ring polls. Renewals of nfs:// records go out on the
+ * store's own NFS connection (the backend's renew_start and service, see
+ * engine.c); while one is out the ring polls that connection too.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,12 +35,15 @@
 
 #define TAG_IGNORE (~0ull)
 #define TAG_WAKE (~1ull)
+#define TAG_BACKEND (~2ull)
 
 struct uengine {
 	struct io_uring ring;
 	int evfd;
 	uint64_t evbuf;
 	int ev_armed;
+	int bk_armed; /* a poll on the backend's connection is in the ring */
+	struct __kernel_timespec bk_ts;
 	struct lk__iowork io; /* for backends without descriptors (nfs://) */
 };
 
@@ -125,6 +130,8 @@ static void uengine_submit(struct lk__engine *e, struct lk__lease *l)
 	struct ulease *ul = l->io;
 	struct io_uring_sqe *sqe;
 
+	if (lk__engine_backend_submit(e, l))
+		return; /* the backend's own connection, polled below */
 	if (l->f->fd < 0) {
 		/* no descriptors to hand the ring: the worker does it */
 		if (lk__iowork_start(e, &u->io) < 0) {
@@ -177,6 +184,12 @@ static void handle(struct lk__engine *e, struct uengine *u, struct io_uring_cqe 
 
 	if (tag == TAG_IGNORE)
 		return;
+	if (tag == TAG_BACKEND) {
+		/* readable, or the poll's own timeout: the engine services the
+		 * backend next either way */
+		u->bk_armed = 0;
+		return;
+	}
 	if (tag == TAG_WAKE) {
 		uint64_t v;
 
@@ -207,6 +220,24 @@ static int uengine_wait(struct lk__engine *e, int64_t until_ns)
 		io_uring_prep_poll_add(sqe, u->evfd, POLLIN);
 		io_uring_sqe_set_data64(sqe, TAG_WAKE);
 		u->ev_armed = 1;
+	}
+	if (e->bk_fd >= 0 && !u->bk_armed && io_uring_sq_space_left(&u->ring) >= 2) {
+		/*
+		 * One-shot, with a timeout of its own: libnfs may put a new
+		 * connection under the same descriptor number when it
+		 * reconnects, and a poll on the old one would never fire.
+		 */
+		struct io_uring_sqe *sqe = get_sqe(u);
+
+		io_uring_prep_poll_add(sqe, e->bk_fd, (unsigned)e->bk_events);
+		sqe->flags |= IOSQE_IO_LINK;
+		io_uring_sqe_set_data64(sqe, TAG_BACKEND);
+		u->bk_ts.tv_sec = 0;
+		u->bk_ts.tv_nsec = 100000000;
+		sqe = get_sqe(u);
+		io_uring_prep_link_timeout(sqe, &u->bk_ts, 0);
+		io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+		u->bk_armed = 1;
 	}
 	if (left < 0)
 		left = 0;

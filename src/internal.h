@@ -115,10 +115,12 @@ int lk__lease_create_dir(struct lk_store *st, const char *name, struct lk_err *e
 extern const struct lk_backend lk__posix_backend;
 #ifdef LK_HAVE_NFS
 extern const struct lk_backend lk__nfs_backend;
-/* libnfs calls an nfs:// store has made, and RPC requests it has sent
- * (for the benchmark). */
+/* NFS requests an nfs:// store has sent, and TCP data segments sent on
+ * its connection (for the benchmark). */
 uint64_t lk__nfs_calls(struct lk_bstore *bs);
 int64_t lk__nfs_rpcs(struct lk_bstore *bs);
+/* 0 if an nfs:// query string (NULL: none) holds only accepted arguments. */
+int lk__nfs_check_args(const char *query, struct lk_err *err);
 #endif
 
 #endif

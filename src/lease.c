@@ -166,9 +166,7 @@ int lk__lease_create_dir(struct lk_store *st, const char *name, struct lk_err *e
 	snprintf(path, sizeof(path), "%s/%s", tmp, gname);
 	r = be->mkdir(st->bs, tmp, err);
 	if (r < 0) {
-		if (!err->msg[0])
-			lk__err_set(err, "cannot create a lock directory in the store: %s",
-				    strerror(-r));
+		lk__err_set(err, "cannot create lock directory %s: %s", name, strerror(-r));
 		return r;
 	}
 	r = be->write_new(st->bs, path, buf, sizeof(buf), &id, err);
@@ -188,8 +186,7 @@ int lk__lease_create_dir(struct lk_store *st, const char *name, struct lk_err *e
 			    name);
 		return -EINVAL;
 	}
-	if (!err->msg[0])
-		lk__err_set(err, "cannot create lock directory %s: %s", name, strerror(-r));
+	lk__err_set(err, "cannot create lock directory %s: %s", name, strerror(-r));
 	return r;
 }
 
@@ -531,6 +528,22 @@ static void cleanup_old(struct lk__lease *l, uint64_t gen)
 	}
 }
 
+/* Mark our own generation ABORTED (best effort): a claim that failed half-way
+ * must not keep others waiting out a TTL for a holder that never was. */
+static void abort_claim(struct lk__lease *l, struct lk__lrec *rec, const char *gname)
+{
+	const struct lk_backend *be = l->st->be;
+	uint8_t buf[LK_LREC_SIZE];
+	struct lk_bfile *f;
+
+	rec->state = LK_LSTATE_ABORTED;
+	lk__lrec_encode(rec, buf);
+	if (be->open_record(l->st->bs, l->dir, gname, &f, NULL) == 0) {
+		be->write_record(f, buf, sizeof(buf), NULL);
+		be->close_record(f);
+	}
+}
+
 static int claim(struct lk__lease *l, const struct obs *judged, int64_t *ret_t_submit,
 		 struct lk_err *err)
 {
@@ -563,6 +576,11 @@ static int claim(struct lk__lease *l, const struct obs *judged, int64_t *ret_t_s
 		/* Lost the race, or our own link was retransmitted: compare ids. */
 		if (be->stat(l->st->bs, path, &id_gen, err) == 0 && id_gen == id_tmp)
 			r = 0;
+	} else if (r < 0 && be->stat(l->st->bs, path, &id_gen, NULL) == 0 && id_gen == id_tmp) {
+		/* the link landed but was not made durable (a failed directory
+		 * sync): the token cannot be trusted, give the generation back
+		 * (compared before the temporary name goes, while its id is ours) */
+		abort_claim(l, &rec, gname);
 	}
 	be->unlink(l->st->bs, tmp, NULL);
 	if (r == -EEXIST) {
@@ -576,24 +594,23 @@ static int claim(struct lk__lease *l, const struct obs *judged, int64_t *ret_t_s
 	lk__gen_name(gname, judged->gen);
 	snprintf(tmp, sizeof(tmp), "%s/%s", l->dir, gname);
 	n = be->read(l->st->bs, tmp, now_raw, sizeof(now_raw), NULL, err);
+	lk__gen_name(gname, gen);
+	if (n < 0 && n != -ENOENT && n != -EBADMSG && n != -ELOOP && n != -EISDIR) {
+		/* cannot tell: not a hold, and an error the caller should see */
+		abort_claim(l, &rec, gname);
+		return n;
+	}
 	if (n != judged->rawlen || memcmp(now_raw, judged->raw, (size_t)judged->rawlen)) {
-		struct lk_bfile *f;
-
-		rec.state = LK_LSTATE_ABORTED;
-		lk__lrec_encode(&rec, buf);
-		lk__gen_name(gname, gen);
-		if (be->open_record(l->st->bs, l->dir, gname, &f, err) == 0) {
-			be->write_record(f, buf, sizeof(buf), NULL);
-			be->close_record(f);
-		}
+		abort_claim(l, &rec, gname);
 		err->msg[0] = 0;
 		return CLAIM_ABORTED;
 	}
 
-	lk__gen_name(gname, gen);
 	r = be->open_record(l->st->bs, l->dir, gname, &l->f, err);
-	if (r < 0)
+	if (r < 0) {
+		abort_claim(l, &rec, gname);
 		return r;
+	}
 	l->gen = gen;
 	l->rec = rec;
 	*ret_t_submit = t_submit;

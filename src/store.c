@@ -37,6 +37,14 @@ static int opts_check(const struct lk_store_opts *o, struct lk_err *err)
 		lk__err_set(err, "invalid store directory or file mode");
 		return -EINVAL;
 	}
+	if (o->file_mode & S_IWOTH) {
+		/* such a lock could be truncated under its holders; it would be
+		 * refused when opened, so refuse to create it */
+		lk__err_set(err, "file_mode %04o lets anyone write lock files; drop the others' "
+				 "write bit",
+			    o->file_mode);
+		return -EINVAL;
+	}
 	if (o->wait_signal && (o->wait_signal < SIGRTMIN || o->wait_signal > SIGRTMAX)) {
 		lk__err_set(err, "wait_signal must be a real-time signal (%d..%d)", SIGRTMIN,
 			    SIGRTMAX);

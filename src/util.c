@@ -91,34 +91,26 @@ LK_API int lk_name_valid(const char *name)
 
 LK_API int lk_parse_duration_ms(const char *s, uint64_t *ret_ms)
 {
-	uint64_t whole = 0, frac = 0, fscale = 1, unit_us;
-	const char *p = s;
-	int digits = 0, dropped = 0;
+	uint64_t whole = 0, unit_us, carry = 0;
+	const char *p = s, *frac = p;
+	size_t nfrac = 0;
+	int digits = 0, overflow = 0, part = 0;
 	unsigned __int128 us;
 
 	if (!s)
 		return -EINVAL;
-	while (*p >= '0' && *p <= '9') {
+	for (; *p >= '0' && *p <= '9'; p++, digits++) {
+		/* keep reading: text that is not a duration at all is -EINVAL,
+		 * however long its number */
 		if (whole > (UINT64_MAX - 9) / 10)
-			return -ERANGE;
-		whole = whole * 10 + (uint64_t)(*p - '0');
-		p++;
-		digits++;
+			overflow = 1;
+		else
+			whole = whole * 10 + (uint64_t)(*p - '0');
 	}
 	if (*p == '.') {
-		p++;
-		while (*p >= '0' && *p <= '9') {
-			/* Keep 12 digits; remember whether anything dropped was
-			 * non-zero so that the result still rounds up. */
-			if (fscale < 1000000000000ull) {
-				frac = frac * 10 + (uint64_t)(*p - '0');
-				fscale *= 10;
-			} else if (*p != '0') {
-				dropped = 1;
-			}
-			p++;
-			digits++;
-		}
+		frac = ++p;
+		for (; *p >= '0' && *p <= '9'; p++, digits++)
+			nfrac++;
 	}
 	if (!digits)
 		return -EINVAL;
@@ -134,14 +126,25 @@ LK_API int lk_parse_duration_ms(const char *s, uint64_t *ret_ms)
 		unit_us = 3600000000ull;
 	else
 		return -EINVAL;
+	if (overflow)
+		return -ERANGE;
 
-	/* in nanoseconds-of-a-µs precision: round every fraction up so that
-	 * "0.0001s" is not 0 */
-	us = (unsigned __int128)whole * unit_us * 1000000;
-	us += ((unsigned __int128)frac * unit_us * 1000000 + fscale - 1) / fscale;
-	if (dropped)
-		us += 1;
-	us = (us + 999999999) / 1000000000;
+	/*
+	 * The fraction times the unit, exact however many digits it has:
+	 * multiply the digit string by unit_us from its last digit, as on
+	 * paper. What carries out of the first digit is the fraction's whole
+	 * µs; a non-zero digit left below it is a part of a µs. The result is
+	 * rounded up once, at the end, so that "0.0001s" is 1 ms and
+	 * "0.999999999999999ms" is 1 ms, not 2.
+	 */
+	for (size_t i = nfrac; i-- > 0;) {
+		uint64_t t = (uint64_t)(frac[i] - '0') * unit_us + carry;
+
+		part |= t % 10 != 0;
+		carry = t / 10;
+	}
+	us = (unsigned __int128)whole * unit_us + carry;
+	us = us / 1000 + (us % 1000 != 0 || part);
 	if (us > INT64_MAX)
 		return -ERANGE;
 	*ret_ms = (uint64_t)us;

@@ -16,7 +16,9 @@
 #
 # Environment: LK_NFS_PORT (NFS, default 20490), LK_NFS_MNT_PORT (MOUNT,
 # default 20491), LK_NFS_PROBE (path of the nfs-probe program, used to prove
-# the export mounts), LK_NFS_START_TIMEOUT (seconds, default 30).
+# the export mounts), LK_NFS_START_TIMEOUT (seconds, default 30),
+# LK_NFS_ADDR (the IPv4 address to listen on, default 127.0.0.1; restart
+# keeps the one start used).
 #
 # Why it is built this way:
 #  - The kernel here has no NFS client, so tests reach the export with libnfs;
@@ -40,6 +42,11 @@
 #    generation record deleted locally, so an nfs:// claimant re-issued a
 #    token and held the lease beside a local holder. Every request then
 #    revalidates with the filesystem, which roughly doubles a LOOKUP.
+#  - LK_NFS_ADDR exists for the partition tests: clients in network
+#    namespaces (tools/netns-hosts.sh) cannot reach this namespace's
+#    loopback, so the server listens on the address of their bridge instead.
+#    The export has no client list: every address that reaches it may use
+#    it, which only ever is this machine or its own test namespaces.
 #  - D-Bus and Kerberos complaints in its log are expected and harmless: no
 #    system bus and no keytab exist on test machines.
 #  - Only processes whose pids this script wrote are ever signalled, and a pid
@@ -83,7 +90,7 @@ esac
 case $cmd in
 start | stop | restart | pause | resume)
 	if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-		exec sudo -n --preserve-env=LK_NFS_PORT,LK_NFS_MNT_PORT,LK_NFS_PROBE,LK_NFS_START_TIMEOUT \
+		exec sudo -n --preserve-env=LK_NFS_PORT,LK_NFS_MNT_PORT,LK_NFS_PROBE,LK_NFS_START_TIMEOUT,LK_NFS_ADDR \
 			"$0" "$cmd" "$state"
 	fi
 	;;
@@ -173,6 +180,13 @@ need_root()
 		"or exclude them with -LE nfs."
 }
 
+# The address goes into the ganesha config and the URL unquoted.
+check_addr()
+{
+	echo "$addr" | grep -Eq '^[0-9]{1,3}(\.[0-9]{1,3}){3}$' ||
+		die "LK_NFS_ADDR '$addr' is not an IPv4 address"
+}
+
 lock_state()
 {
 	mkdir -p "$state"
@@ -192,7 +206,7 @@ write_conf()
 	cat >"$conf" <<EOF
 # Written by tools/nfs-server.sh; rewritten on every start.
 NFS_CORE_PARAM {
-	Bind_addr = 127.0.0.1;
+	Bind_addr = $addr;
 	NFS_Port = $nfs_port;
 	MNT_Port = $mnt_port;
 	Protocols = 3, 4;
@@ -227,13 +241,14 @@ EOF
 
 write_env()
 {
-	url="nfs://127.0.0.1$export_dir?version=3&nfsport=$nfs_port&mountport=$mnt_port"
+	url="nfs://$addr$export_dir?version=3&nfsport=$nfs_port&mountport=$mnt_port"
 	cat >"$envfile.tmp" <<EOF
 LK_NFS_URL='$url'
 LK_NFS_EXPORT_DIR='$export_dir'
 LK_NFS_SERVER_PID_FILE='$pidfile'
 LK_NFS_PORT='$nfs_port'
 LK_NFS_MNT_PORT='$mnt_port'
+LK_NFS_ADDR='$addr'
 EOF
 	mv "$envfile.tmp" "$envfile"
 }
@@ -248,7 +263,7 @@ diagnose()
 		echo "== $log (last 40 lines without D-Bus/Kerberos noise)" >&2
 		grep -Ev "$noise" "$log" | tail -n 40 >&2 || true
 	fi
-	if grep -q 'No IP address found for 127.0.0.1' "$log" 2>/dev/null; then
+	if grep -q "No IP address found for $addr" "$log" 2>/dev/null; then
 		echo "$prog: ganesha resolves Bind_addr with AI_ADDRCONFIG: it needs a" \
 			"non-loopback IPv4 address to exist (not so in a network-less container)" >&2
 	fi
@@ -369,6 +384,8 @@ do_start()
 	fi
 	nfs_port=${LK_NFS_PORT:-20490}
 	mnt_port=${LK_NFS_MNT_PORT:-20491}
+	addr=${LK_NFS_ADDR:-127.0.0.1}
+	check_addr
 	# A fresh, empty export and log on every start (restart keeps both).
 	rm -rf "$export_dir" "$state/recovery" "$log"
 	start_rpcbind
@@ -417,6 +434,9 @@ do_restart()
 	if [ -z "$nfs_port" ] || [ -z "$mnt_port" ]; then
 		die "no server was started from $state"
 	fi
+	# a state directory from before LK_NFS_ADDR existed: loopback
+	addr=$(saved LK_NFS_ADDR)
+	addr=${addr:-127.0.0.1}
 	pid=$(ganesha_pid)
 	if [ -n "$pid" ]; then
 		kill -KILL "$pid"

@@ -78,8 +78,11 @@ struct lk__posix_sys lk__posix_sys = {
 	.mkdirat = mkdirat,
 	.linkat = linkat,
 	.renameat = renameat,
+	.renameat2 = renameat2,
 	.unlinkat = unlinkat,
 	.fsync = fsync,
+	.fchmod = fchmod,
+	.readdir = readdir,
 };
 
 #define SYS lk__posix_sys
@@ -89,7 +92,11 @@ struct posix_store {
 	int dfd;
 	int rdonly;
 	int network;  /* a kernel-mounted network filesystem: bypass its caches */
+	int shared;   /* writable by its group, not by others: see trusted() */
 	mode_t file_mode;
+	uid_t uid;    /* the store directory's owner and group */
+	gid_t gid;
+	mode_t mode;  /* and its mode, as seen at open */
 	char path[];
 };
 
@@ -99,6 +106,103 @@ struct posix_klock {
 	uint8_t *map;
 	char name[LK_NAME_MAX + 1];
 };
+
+/* ------------------------------------------------------------------------
+ * Whom a store trusts.
+ *
+ * Whoever owns a lock file or a lock directory can delete it or change its
+ * mode (even in a sticky directory), and deleting a lock that is in use
+ * gives it two holders (the unlink race, below). So an entry already in the
+ * store is used only if its owner could have put it there legitimately:
+ *
+ *  - this process's effective user, root, or the owner of the store; or
+ *  - anyone, in a store shared with a group (writable by its group, not by
+ *    others), when the entry belongs to that group: only the store's owner,
+ *    root and members of the group can create entries there.
+ *
+ * and only if others cannot write it (a world-writable lock file can be
+ * truncated under its holders, a world-writable lock directory can be given
+ * forged generations). Anything else is refused with -EPERM, like a
+ * world-writable store without the sticky bit. The checks are made with
+ * fstat() on the descriptor that is then used, never on a path looked up
+ * again, so the entry cannot be swapped between check and use.
+ *
+ * In a shared store, entries this process creates in the store's group get
+ * the owner's permissions for the group as well, set with fchmod() so that a
+ * member's umask cannot lock the other members out.
+ */
+
+static int trusted(const struct posix_store *ps, const char *what, const char *name,
+		   const struct stat *st, struct lk_err *err)
+{
+	uid_t me = geteuid();
+
+	if (st->st_mode & S_IWOTH) {
+		lk__err_set(err,
+			    "%s %s is writable by anyone (mode %04o); refusing it: anyone could "
+			    "change it under its holders",
+			    what, name, (unsigned)(st->st_mode & 07777));
+		return -EPERM;
+	}
+	if (st->st_uid == me || st->st_uid == 0 || st->st_uid == ps->uid)
+		return 0;
+	if (ps->shared && st->st_gid == ps->gid)
+		return 0;
+	lk__err_set(err,
+		    "%s %s is owned by uid %u (group %u): not this user, root, the store's owner "
+		    "or its group; refusing it: its owner could delete or replace it under its "
+		    "holders",
+		    what, name, (unsigned)st->st_uid, (unsigned)st->st_gid);
+	return -EPERM;
+}
+
+/* The mode a new entry of this process gets in a shared store. */
+static mode_t shared_mode(const struct posix_store *ps, int dir)
+{
+	if (dir)
+		return 0770 | (ps->mode & S_ISGID);
+	return (ps->file_mode | ((ps->file_mode & 0600) >> 3)) & 0770;
+}
+
+/* Give a new entry of ours the group's permissions in a shared store. */
+static void share(const struct posix_store *ps, int fd, int dir)
+{
+	struct stat st;
+	mode_t want;
+
+	if (!ps->shared || SYS.fstat(fd, &st) < 0)
+		return;
+	if (st.st_uid != geteuid() || st.st_gid != ps->gid)
+		return;
+	want = shared_mode(ps, dir);
+	if ((st.st_mode & 07777) != want && SYS.fchmod(fd, want) < 0) {
+		/* the other members get EACCES, with a message, when they open it */
+	}
+}
+
+/*
+ * Names reaching the backend were validated by the core; check again here,
+ * where they become paths, so that no caller can make one reach outside the
+ * store. A lock name, or a lock directory being created (".n.<hex>").
+ */
+static int dir_name_ok(const char *name)
+{
+	if (lk_name_valid(name) == 0)
+		return 1;
+	if (strncmp(name, ".n.", 3) || !name[3])
+		return 0;
+	for (const char *p = name + 3; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* An entry inside a lock directory: one path component, not "." or "..". */
+static int leaf_name_ok(const char *name)
+{
+	return name[0] && strcmp(name, ".") && strcmp(name, "..") && !strchr(name, '/') &&
+	       strlen(name) <= LK_NAME_MAX;
+}
 
 static int64_t realtime_ns(void)
 {
@@ -188,6 +292,10 @@ static int posix_store_open(const struct lk_url *url, const struct lk_store_opts
 	ps->network = posix_is_network(&ps->base);
 	ps->rdonly = rdonly;
 	ps->file_mode = opts->file_mode;
+	ps->uid = st.st_uid;
+	ps->gid = st.st_gid;
+	ps->mode = st.st_mode;
+	ps->shared = (st.st_mode & S_IWGRP) && !(st.st_mode & S_IWOTH);
 	strcpy(ps->path, url->path);
 	*ret = &ps->base;
 	return 0;
@@ -209,6 +317,10 @@ static int posix_entry(struct lk_bstore *bs, const char *name, struct lk_err *er
 	struct posix_store *ps = (struct posix_store *)bs;
 	struct stat st;
 
+	if (lk_name_valid(name) < 0) {
+		lk__err_set(err, "invalid lock name");
+		return -EINVAL;
+	}
 	if (SYS.fstatat(ps->dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		int e = errno;
 
@@ -217,10 +329,14 @@ static int posix_entry(struct lk_bstore *bs, const char *name, struct lk_err *er
 		lk__err_set(err, "cannot stat lock %s: %s", name, strerror(e));
 		return -e;
 	}
-	if (S_ISREG(st.st_mode))
-		return LK_ENTRY_KERNEL;
-	if (S_ISDIR(st.st_mode))
-		return LK_ENTRY_LEASE;
+	if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+		int r = trusted(ps, S_ISREG(st.st_mode) ? "lock file" : "lock directory", name, &st,
+				err);
+
+		if (r < 0)
+			return r;
+		return S_ISREG(st.st_mode) ? LK_ENTRY_KERNEL : LK_ENTRY_LEASE;
+	}
 	if (S_ISLNK(st.st_mode))
 		lk__err_set(err, "lock %s is a symbolic link; refusing to follow it", name);
 	else
@@ -247,7 +363,8 @@ static int posix_list(struct lk_bstore *bs, lk_list_fn fn, void *userdata, struc
 		SYS.close(fd);
 		return r;
 	}
-	while ((de = readdir(d))) {
+	/* readdir() says "error" and "end" both with NULL: tell them apart */
+	while ((errno = 0, de = SYS.readdir(d))) {
 		if (lk_name_valid(de->d_name) < 0)
 			continue;
 		if (de->d_type != DT_REG && de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
@@ -255,6 +372,10 @@ static int posix_list(struct lk_bstore *bs, lk_list_fn fn, void *userdata, struc
 		r = fn(de->d_name, userdata);
 		if (r)
 			break;
+	}
+	if (!de && errno) {
+		r = -errno;
+		lk__err_set(err, "cannot list store %s: %s", ps->path, strerror(-r));
 	}
 	closedir(d);
 	return r;
@@ -365,11 +486,16 @@ static int posix_klock_open(struct lk_bstore *bs, const char *name, struct lk_bk
 	uint8_t hdr[LK_KFILE_HDR_SIZE];
 	struct posix_klock *k;
 	struct stat st;
+	ssize_t n;
 	int r;
 
 	if (ps->rdonly) {
 		lk__err_set(err, "store %s was opened read-only", ps->path);
 		return -EROFS;
+	}
+	if (lk_name_valid(name) < 0) {
+		lk__err_set(err, "invalid lock name");
+		return -EINVAL;
 	}
 	k = calloc(1, sizeof(*k));
 	if (!k)
@@ -411,7 +537,12 @@ static int posix_klock_open(struct lk_bstore *bs, const char *name, struct lk_bk
 		r = -EINVAL;
 		goto fail;
 	}
+	r = trusted(ps, "lock file", name, &st, err);
+	if (r < 0)
+		goto fail;
 	if (st.st_size == 0) {
+		/* new, probably ours: open it to the group before others look */
+		share(ps, k->fd, 0);
 		r = kfile_init(k, err);
 		if (r < 0)
 			goto fail;
@@ -420,8 +551,17 @@ static int posix_klock_open(struct lk_bstore *bs, const char *name, struct lk_bk
 			goto fail;
 		}
 	}
-	if (st.st_size != LK_KFILE_SIZE ||
-	    SYS.pread(k->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
+	n = 0;
+	if (st.st_size == LK_KFILE_SIZE) {
+		n = SYS.pread(k->fd, hdr, sizeof(hdr), 0);
+		if (n < 0) {
+			/* an I/O error says nothing about whose file it is */
+			r = -errno;
+			lk__err_set(err, "cannot read lock file %s: %s", name, strerror(-r));
+			goto fail;
+		}
+	}
+	if (st.st_size != LK_KFILE_SIZE || n != (ssize_t)sizeof(hdr) ||
 	    lk__kfile_header_check(hdr, sizeof(hdr)) < 0) {
 		lk__err_set(err, "%s/%s is not a lockkit lock file; refusing to use it", ps->path,
 			    name);
@@ -577,6 +717,7 @@ static int posix_klock_status(struct lk_bstore *bs, const char *name, struct lk_
 	struct flock fl;
 	struct lk__krec rec;
 	struct stat st;
+	ssize_t n;
 	int fd, r = 0, idx = -1;
 
 	fd = SYS.openat(ps->dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0);
@@ -600,6 +741,9 @@ static int posix_klock_status(struct lk_bstore *bs, const char *name, struct lk_
 		r = -EINVAL;
 		goto out;
 	}
+	r = trusted(ps, "lock file", name, &st, err);
+	if (r < 0)
+		goto out;
 	ret->mode = LK_MODE_KERNEL;
 	ret->exists = 1;
 
@@ -619,8 +763,13 @@ static int posix_klock_status(struct lk_bstore *bs, const char *name, struct lk_
 		if (st.st_size == 0 && !ret->held)
 			goto out; /* being created, never held */
 		memset(file, 0, sizeof(file));
-		if (SYS.pread(fd, file, sizeof(file), 0) < (ssize_t)LK_KFILE_HDR_SIZE ||
-		    lk__kfile_header_check(file, sizeof(file)) < 0) {
+		n = SYS.pread(fd, file, sizeof(file), 0);
+		if (n < 0) {
+			r = -errno;
+			lk__err_set(err, "cannot read lock %s: %s", name, strerror(-r));
+			goto out;
+		}
+		if (n < (ssize_t)LK_KFILE_HDR_SIZE || lk__kfile_header_check(file, sizeof(file)) < 0) {
 			if (st.st_size == 0) {
 				/* the creator is writing the first page */
 				usleep(1000);
@@ -668,6 +817,45 @@ struct at {
 	const char *base;
 };
 
+/*
+ * Open lock directory dir (relative to the store, never through a symbolic
+ * link) and check, on the descriptor, that the store may trust it.
+ */
+static int lockdir_open(struct posix_store *ps, const char *dir, struct lk_err *err)
+{
+	struct stat st;
+	int fd, r;
+
+	if (!dir_name_ok(dir)) {
+		lk__err_set(err, "invalid lock directory name");
+		return -EINVAL;
+	}
+	fd = SYS.openat(ps->dfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd < 0) {
+		r = -errno;
+		if (r == -ELOOP || r == -ENOTDIR) {
+			lk__err_set(err, "lock %s is not a directory (or is a symbolic link)", dir);
+			return -EINVAL;
+		}
+		if (r != -ENOENT)
+			lk__err_set(err, "cannot open lock directory %s in %s: %s", dir, ps->path,
+				    strerror(-r));
+		return r;
+	}
+	if (SYS.fstat(fd, &st) < 0) {
+		r = -errno;
+		lk__err_set(err, "cannot stat lock directory %s: %s", dir, strerror(-r));
+		SYS.close(fd);
+		return r;
+	}
+	r = trusted(ps, "lock directory", dir, &st, err);
+	if (r < 0) {
+		SYS.close(fd);
+		return r;
+	}
+	return fd;
+}
+
 static int at_open(struct posix_store *ps, const char *path, struct at *ret, struct lk_err *err)
 {
 	const char *slash = strchr(path, '/');
@@ -677,21 +865,23 @@ static int at_open(struct posix_store *ps, const char *path, struct at *ret, str
 	ret->dfd = ps->dfd;
 	ret->close = 0;
 	ret->base = path;
-	if (!slash)
+	if (!slash) {
+		if (!dir_name_ok(path)) {
+			lk__err_set(err, "invalid lock directory name");
+			return -EINVAL;
+		}
 		return 0;
+	}
 	n = (size_t)(slash - path);
-	if (n >= sizeof(dir) || strchr(slash + 1, '/'))
+	if (n >= sizeof(dir) || !leaf_name_ok(slash + 1)) {
+		lk__err_set(err, "invalid path in a lock directory");
 		return -EINVAL;
+	}
 	memcpy(dir, path, n);
 	dir[n] = 0;
-	ret->dfd = SYS.openat(ps->dfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-	if (ret->dfd < 0) {
-		int e = errno;
-
-		if (e == ELOOP || e == ENOTDIR)
-			lk__err_set(err, "lock %s is not a directory (or is a symbolic link)", dir);
-		return -e;
-	}
+	ret->dfd = lockdir_open(ps, dir, err);
+	if (ret->dfd < 0)
+		return ret->dfd;
 	ret->close = 1;
 	ret->base = slash + 1;
 	return 0;
@@ -737,6 +927,19 @@ static int posix_mkdir(struct lk_bstore *bs, const char *path, struct lk_err *er
 	if (r < 0)
 		return r;
 	r = SYS.mkdirat(a.dfd, a.base, 0700 | (ps->file_mode & 0070 ? 0070 : 0)) < 0 ? -errno : 0;
+	if (r < 0 && r != -EEXIST)
+		lk__err_set(err, "cannot create lock directory %s in %s: %s", path, ps->path,
+			    strerror(-r));
+	if (r == 0 && ps->shared) {
+		/* not yet visible under its lock name: widen it before it is */
+		int fd = SYS.openat(a.dfd, a.base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+				    0);
+
+		if (fd >= 0) {
+			share(ps, fd, 1);
+			SYS.close(fd);
+		}
+	}
 	at_close(&a);
 	return r;
 }
@@ -750,6 +953,8 @@ static int posix_rmdir(struct lk_bstore *bs, const char *path, struct lk_err *er
 	if (r < 0)
 		return r;
 	r = SYS.unlinkat(a.dfd, a.base, AT_REMOVEDIR) < 0 ? -errno : 0;
+	if (r < 0)
+		lk__err_set(err, "cannot remove %s: %s", path, strerror(-r));
 	at_close(&a);
 	return r;
 }
@@ -772,6 +977,8 @@ static int posix_write_new(struct lk_bstore *bs, const char *path, const void *b
 		lk__err_set(err, "cannot create %s: %s", path, strerror(-r));
 		goto out;
 	}
+	/* created by us (O_EXCL) and not yet linked anywhere others look */
+	share(ps, fd, 0);
 	n = SYS.pwrite(fd, buf, len, 0);
 	if (n != (ssize_t)len) {
 		r = n < 0 ? -errno : -ENOSPC;
@@ -781,6 +988,7 @@ static int posix_write_new(struct lk_bstore *bs, const char *path, const void *b
 		lk__err_set(err, "cannot sync %s: %s", path, strerror(-r));
 	} else if (SYS.fstat(fd, &st) < 0) {
 		r = -errno;
+		lk__err_set(err, "cannot stat %s: %s", path, strerror(-r));
 	} else {
 		*ret_fileid = (uint64_t)st.st_ino;
 	}
@@ -834,11 +1042,13 @@ static int posix_rename(struct lk_bstore *bs, const char *from, const char *to,
 		return r;
 	}
 	/* Never replace: where the filesystem can say so, ask it. */
-	r = renameat2(a.dfd, a.base, b.dfd, b.base, RENAME_NOREPLACE) < 0 ? -errno : 0;
+	r = SYS.renameat2(a.dfd, a.base, b.dfd, b.base, RENAME_NOREPLACE) < 0 ? -errno : 0;
 	if (r == -EINVAL || r == -ENOSYS)
 		r = SYS.renameat(a.dfd, a.base, b.dfd, b.base) < 0 ? -errno : 0;
 	if (r == -ENOTEMPTY)
 		r = -EEXIST;
+	if (r < 0 && r != -EEXIST)
+		lk__err_set(err, "cannot rename %s to %s: %s", from, to, strerror(-r));
 	if (r == 0)
 		SYS.fsync(b.dfd); /* a new lock directory, durable before use */
 	at_close(&b);
@@ -855,6 +1065,8 @@ static int posix_unlink(struct lk_bstore *bs, const char *path, struct lk_err *e
 	if (r < 0)
 		return r;
 	r = SYS.unlinkat(a.dfd, a.base, 0) < 0 ? -errno : 0;
+	if (r < 0 && r != -ENOENT)
+		lk__err_set(err, "cannot remove %s: %s", path, strerror(-r));
 	at_close(&a);
 	return r;
 }
@@ -887,16 +1099,21 @@ static int posix_read(struct lk_bstore *bs, const char *path, void *buf, size_t 
 		r = -errno;
 		if (r == -ELOOP)
 			lk__err_set(err, "%s is a symbolic link; refusing to follow it", path);
+		else if (r != -ENOENT)
+			lk__err_set(err, "cannot open %s: %s", path, strerror(-r));
 		goto out;
 	}
 	if (SYS.fstat(fd, &st) < 0) {
 		r = -errno;
+		lk__err_set(err, "cannot stat %s: %s", path, strerror(-r));
 	} else if (!S_ISREG(st.st_mode)) {
 		lk__err_set(err, "%s is not a regular file", path);
 		r = -EBADMSG;
 	} else {
 		n = SYS.pread(fd, buf, len, 0);
 		r = n < 0 ? -errno : (int)n;
+		if (r < 0)
+			lk__err_set(err, "cannot read %s: %s", path, strerror(-r));
 		if (ret_fileid)
 			*ret_fileid = (uint64_t)st.st_ino;
 	}
@@ -917,6 +1134,8 @@ static int posix_stat(struct lk_bstore *bs, const char *path, uint64_t *ret_file
 	if (r < 0)
 		return r;
 	r = SYS.fstatat(a.dfd, a.base, &st, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+	if (r < 0 && r != -ENOENT)
+		lk__err_set(err, "cannot stat %s: %s", path, strerror(-r));
 	if (r == 0 && ret_fileid)
 		*ret_fileid = (uint64_t)st.st_ino;
 	at_close(&a);
@@ -931,25 +1150,28 @@ static int posix_readdir(struct lk_bstore *bs, const char *path, lk_list_fn fn, 
 	DIR *d;
 	int fd, r = 0;
 
-	fd = SYS.openat(ps->dfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-	if (fd < 0) {
-		r = -errno;
-		if (r == -ELOOP || r == -ENOTDIR)
-			lk__err_set(err, "lock %s is not a directory (or is a symbolic link)", path);
-		return r;
-	}
+	fd = lockdir_open(ps, path, err);
+	if (fd < 0)
+		return fd;
 	d = fdopendir(fd);
 	if (!d) {
 		r = -errno;
+		lk__err_set(err, "cannot list lock directory %s: %s", path, strerror(-r));
 		SYS.close(fd);
 		return r;
 	}
-	while ((de = readdir(d))) {
+	/* a listing cut short by an error could hide the newest generation,
+	 * and an older one would then be judged: never end it silently */
+	while ((errno = 0, de = SYS.readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		r = fn(de->d_name, userdata);
 		if (r)
 			break;
+	}
+	if (!de && errno) {
+		r = -errno;
+		lk__err_set(err, "cannot list lock directory %s: %s", path, strerror(-r));
 	}
 	closedir(d);
 	return r;
@@ -971,10 +1193,15 @@ static int posix_open_record(struct lk_bstore *bs, const char *dir, const char *
 	/* Probes are made relative to the store (one descriptor for every
 	 * lease: a process may hold thousands). */
 	f->dirfd = ps->dfd;
-	ldfd = SYS.openat(ps->dfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (!leaf_name_ok(name)) {
+		free(f);
+		lk__err_set(err, "invalid record name");
+		return -EINVAL;
+	}
+	ldfd = lockdir_open(ps, dir, err);
 	if (ldfd < 0) {
-		r = -errno;
-		goto fail;
+		free(f);
+		return ldfd;
 	}
 	/* renewals must reach the server of a network filesystem, not its cache */
 	f->fd = SYS.openat(ldfd, name,
@@ -985,7 +1212,11 @@ static int posix_open_record(struct lk_bstore *bs, const char *dir, const char *
 		r = -errno;
 		goto fail;
 	}
-	if (SYS.fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (SYS.fstat(f->fd, &st) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
 		r = -EBADMSG;
 		goto fail;
 	}

@@ -7,6 +7,7 @@
 #ifndef LK_POSIX_SYS_H
 #define LK_POSIX_SYS_H
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -26,8 +27,11 @@ struct lk__posix_sys {
 	int (*mkdirat)(int dfd, const char *path, mode_t mode);
 	int (*linkat)(int ofd, const char *from, int nfd, const char *to, int flags);
 	int (*renameat)(int ofd, const char *from, int nfd, const char *to);
+	int (*renameat2)(int ofd, const char *from, int nfd, const char *to, unsigned int flags);
 	int (*unlinkat)(int dfd, const char *path, int flags);
 	int (*fsync)(int fd);
+	int (*fchmod)(int fd, mode_t mode);
+	struct dirent *(*readdir)(DIR *d);
 };
 
 extern struct lk__posix_sys lk__posix_sys;

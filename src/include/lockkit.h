@@ -103,7 +103,8 @@ struct lk_store_opts {
  * Open a store. url is a directory path ("/run/lockkit", "./locks") or a
  * file URL ("file:///run/lockkit"). The directory is created if missing,
  * with opts->dir_mode, unless LK_STORE_NOCREATE or LK_STORE_RDONLY is set.
- * A world-writable directory without the sticky bit is refused (-EPERM).
+ * A world-writable directory without the sticky bit is refused (-EPERM),
+ * and so is a file_mode that lets others write (-EINVAL).
  * nfs://SERVER[:PORT]/EXPORT/DIR?version=3 reaches an NFS export through
  * libnfs (leases only): -EOPNOTSUPP for version=4, -EINVAL for arguments
  * that would turn client caching on or that lockkit does not know,
@@ -216,8 +217,10 @@ struct lk_lock_opts {
  * -EROFS. A lock entry that is a symlink, not a regular file (kernel mode),
  * has other hard links or does not carry lockkit's header is refused with
  * -EINVAL and a message; so is a name already used in the other mode, and
- * kernel mode on a store that cannot do it is -EOPNOTSUPP. Opening does not
- * acquire.
+ * kernel mode on a store that cannot do it is -EOPNOTSUPP. An entry of
+ * either mode that others may write, or whose owner is not the caller, root,
+ * the store's owner or (in a store writable by its group) in the store's
+ * group, is refused with -EPERM. Opening does not acquire.
  */
 LK_API int lk_lock_open(struct lk_store *st, const char *name,
 			const struct lk_lock_opts *opts, struct lk_lock **ret);
@@ -321,6 +324,222 @@ LK_API int lk_lock_status(struct lk_store *st, const char *name, struct lk_statu
  */
 typedef int (*lk_list_fn)(const char *name, void *userdata);
 LK_API int lk_store_list(struct lk_store *st, lk_list_fn fn, void *userdata);
+
+/* ------------------------------------------------------------------------
+ * Leader election
+ *
+ * An election is a lock NAME whose holder is the leader. A candidate
+ * campaigns by acquiring it (kernel mode on local stores, lease mode on
+ * local and nfs:// stores); the acquisition's fencing token is the term's
+ * token, strictly greater than that of every earlier term. The leader
+ * publishes a value of up to LK_ELECTION_VALUE_MAX bytes (an address, say)
+ * that observers read together with the leader's id, token and start time.
+ * A published value is tied to its term: observers never see one term's
+ * value with another term's token (see docs/protocol.md, Part III).
+ *
+ * In lease mode an old leader is demoted (on_demoted, and
+ * lk_election_check() fails) at its own deadline, which comes a margin
+ * before anyone else may be elected. Kernel-mode leadership ends only with
+ * lk_election_resign(), lk_election_close() or the death of the process.
+ *
+ * Thread safety: as for a lock handle. lk_election_cancel(),
+ * lk_election_check() and lk_election_token() may be called from any
+ * thread at any time.
+ */
+
+struct lk_election;
+
+#define LK_ELECTION_VALUE_MAX 256 /* longest published value, in bytes */
+
+/* What an observer knows about a term. */
+struct lk_leader {
+	uint32_t size;       /* sizeof(struct lk_leader); the caller sets it */
+	enum lk_mode mode;   /* of the election's lock; AUTO if never used */
+	int present;         /* 1 while someone leads (possibly expired, see below) */
+	int expired;         /* lease mode: the leader's renewals stopped (advisory);
+			      * a new leader can be elected once the lease runs out */
+	uint64_t token;      /* the term's token; the last term's when none leads */
+	int64_t since_ns;    /* start of the term, CLOCK_REALTIME ns (for humans) */
+	char id[LK_OWNER_MAX + 1]; /* the leader's id */
+	char host[64];
+	int32_t pid;
+	int value_known;     /* 1 when value holds this term's published value; 0
+			      * while the new leader has not published it yet */
+	uint32_t value_len;
+	char value[LK_ELECTION_VALUE_MAX + 1]; /* NUL-terminated for convenience */
+};
+
+/* Called once per term when the handle becomes leader, before
+ * lk_election_campaign() returns. */
+typedef void (*lk_elected_fn)(struct lk_election *e, uint64_t token, void *userdata);
+/*
+ * Called once per term when leadership ends other than by resign/close: in
+ * lease mode from the heartbeat engine at the leader's deadline (reason
+ * -ETIMEDOUT) or when the lease was broken or taken over (-ESTALE), or from
+ * lk_election_check() if that notices it first. Stop acting as leader here.
+ * Do not resign, campaign or close from inside the callback.
+ */
+typedef void (*lk_demoted_fn)(struct lk_election *e, uint64_t token, int reason,
+			      void *userdata);
+/*
+ * Called from lk_election_campaign() with the leader it finds when it
+ * starts, and with itself once elected. In kernel mode it also looks once
+ * a second while it waits and reports every change it sees; a lease-mode
+ * wait is one uninterrupted observation of the holder (see
+ * docs/protocol.md), so use lk_election_watch_open() to follow the terms of
+ * others while campaigning.
+ */
+typedef void (*lk_leader_change_fn)(struct lk_election *e, const struct lk_leader *leader,
+				    void *userdata);
+
+struct lk_election_opts {
+	uint32_t size;       /* sizeof(struct lk_election_opts); set by the initializer */
+	uint32_t flags;      /* none defined yet: 0 */
+	enum lk_mode mode;   /* LK_MODE_*, as for lk_lock_opts */
+	const char *id;      /* this candidate's id, at most LK_OWNER_MAX bytes
+			      * (NULL: "HOST:PID") */
+	uint64_t ttl_ms;     /* lease mode: as lk_lock_opts.ttl_ms */
+	uint64_t renew_ms;   /* lease mode: as lk_lock_opts.renew_ms */
+	uint32_t rho_ppm;    /* lease mode: as lk_lock_opts.rho_ppm */
+	lk_elected_fn on_elected;
+	lk_demoted_fn on_demoted;
+	lk_leader_change_fn on_leader_change;
+	void *userdata;      /* passed to the callbacks */
+	int32_t pid;         /* as lk_lock_opts.pid; see lk_election_set_pid() */
+};
+
+#define LK_ELECTION_OPTS_INIT                                                  \
+	{                                                                          \
+		.size = sizeof(struct lk_election_opts), .flags = 0,                   \
+		.mode = LK_MODE_AUTO, .id = NULL, .ttl_ms = 0, .renew_ms = 0,          \
+		.rho_ppm = 0, .on_elected = NULL, .on_demoted = NULL,                  \
+		.on_leader_change = NULL, .userdata = NULL, .pid = 0                   \
+	}
+
+/*
+ * Open a candidate's handle on election NAME (a lock name, see
+ * lk_lock_open(), whose errors it shares). Opening does not campaign.
+ */
+LK_API int lk_election_open(struct lk_store *st, const char *name,
+			    const struct lk_election_opts *opts, struct lk_election **ret);
+
+/*
+ * Campaign: wait to become leader, then publish value (len bytes, at most
+ * LK_ELECTION_VALUE_MAX; NULL with 0 publishes an empty value) and call
+ * on_elected. timeout_ms as for lk_lock_acquire(): -EWOULDBLOCK, -ETIMEDOUT,
+ * -ECANCELED. -EBUSY if this handle already leads; a handle whose term was
+ * demoted may campaign again at once. -EMSGSIZE for a value too long. If
+ * the value cannot be published the term is given up and the storage error
+ * returned.
+ */
+LK_API int lk_election_campaign(struct lk_election *e, const void *value, size_t len,
+				int64_t timeout_ms);
+
+/* End a blocked lk_election_campaign() from another thread (-ECANCELED). */
+LK_API int lk_election_cancel(struct lk_election *e);
+
+/*
+ * Give up leadership at once, so that a waiting candidate is elected
+ * without delay. 0, or -ENOLCK when this handle does not lead (or its
+ * lease was already lost; the term is over either way).
+ */
+LK_API int lk_election_resign(struct lk_election *e);
+
+/*
+ * 0 while this handle leads; -ENOLCK otherwise. In lease mode it reads the
+ * clock itself, and the first failure of a term calls on_demoted.
+ */
+LK_API int lk_election_check(struct lk_election *e);
+
+/* The current term's token while leading (kept after a demotion until the
+ * next campaign or resign, for logging), 0 otherwise. */
+LK_API uint64_t lk_election_token(const struct lk_election *e);
+
+/*
+ * The process whose life stands for the leadership on this host (the
+ * same-host fast path of lk_lock_opts.pid); takes effect at the next
+ * campaign. -EBUSY while leading.
+ */
+LK_API int lk_election_set_pid(struct lk_election *e, int32_t pid);
+
+/*
+ * The lock that carries the leadership (borrowed, valid until close), for
+ * lk_lock_check(), lk_lock_remaining_ms(), lk_lock_lease_params() and
+ * lk_lock_mode(). Never acquire, release or close it directly.
+ */
+LK_API struct lk_lock *lk_election_lock(struct lk_election *e);
+
+/* Per-handle statistics, since open. Durations are whole milliseconds. */
+struct lk_election_stats {
+	uint32_t size;             /* sizeof(struct lk_election_stats); the caller sets it */
+	uint64_t campaigns;        /* calls to lk_election_campaign() */
+	uint64_t terms;            /* times elected */
+	uint64_t resignations;     /* terms ended by resign or close */
+	uint64_t demotions;        /* terms ended by on_demoted */
+	uint64_t failed_campaigns; /* campaigns that did not end in a term */
+	uint64_t leader_ms_total;  /* time led, over all ended terms */
+	uint64_t leader_ms_max;
+	uint64_t leader_ms_last;   /* the last ended term */
+	uint64_t election_ms_total; /* time from campaign start to elected */
+	uint64_t election_ms_max;
+	uint64_t election_ms_last;
+	uint64_t current_term_ms;  /* time in the current term, 0 when not leading */
+	uint64_t token;            /* the current or last term's token, 0 if none */
+};
+LK_API int lk_election_stats(const struct lk_election *e, struct lk_election_stats *ret);
+
+/* Resign if leading, then free the handle. NULL is a no-op. */
+LK_API void lk_election_close(struct lk_election *e);
+
+/* The detail of the last failure on this handle ("" if none). */
+LK_API const char *lk_election_errmsg(const struct lk_election *e);
+
+/*
+ * Observe without campaigning: the current leader of NAME, or present == 0
+ * when nobody leads (token then names the last term, 0 if none). Nothing is
+ * created. Errors as lk_lock_status().
+ */
+LK_API int lk_election_leader(struct lk_store *st, const char *name, struct lk_leader *ret);
+
+/* Watching an election: one event per change of its terms. */
+struct lk_election_watch;
+
+enum lk_election_event_type {
+	LK_ELECTION_ELECTED = 1,  /* a term began (or was in progress at open) */
+	LK_ELECTION_RESIGNED = 2, /* the leader gave up its term */
+	LK_ELECTION_EXPIRED = 3,  /* lease mode: the leader stopped renewing */
+	LK_ELECTION_LOST = 4,     /* the term ended otherwise: the leader died,
+				   * its lease was broken or taken over */
+};
+
+struct lk_election_event {
+	uint32_t size;            /* sizeof(struct lk_election_event); the caller sets it */
+	enum lk_election_event_type type;
+	int64_t time_ns;          /* when it was observed, CLOCK_REALTIME ns */
+	struct lk_leader leader;  /* the term the event is about */
+};
+
+/*
+ * Watch election NAME: inotify on local stores, polling every poll_ms
+ * (0: 250) on shared ones and, on local ones, for what inotify cannot see
+ * (a kernel-mode leader's death).
+ */
+LK_API int lk_election_watch_open(struct lk_store *st, const char *name, uint64_t poll_ms,
+				  struct lk_election_watch **ret);
+/*
+ * The next event: 0 and *ret, -ETIMEDOUT when none came within timeout_ms
+ * (< 0: wait for ever), -EINTR when a signal interrupted the wait, or a
+ * storage error. The first events describe the term in progress, if any.
+ * A term shorter than the polling interval may go unseen on shared stores.
+ */
+LK_API int lk_election_watch_next(struct lk_election_watch *w, int64_t timeout_ms,
+				  struct lk_election_event *ret);
+/* A descriptor that is readable when something may have changed (-1 when
+ * the store offers none); lk_election_watch_next() then has work to do. */
+LK_API int lk_election_watch_fd(const struct lk_election_watch *w);
+LK_API void lk_election_watch_close(struct lk_election_watch *w);
+/* A static name for an event type ("elected", "resigned", ...). */
+LK_API const char *lk_election_event_name(enum lk_election_event_type type);
 
 /* ------------------------------------------------------------------------
  * Helpers shared with tools

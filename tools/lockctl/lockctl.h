@@ -43,11 +43,17 @@ int cmd_status(struct ctx *c, int argc, char **argv);
 int cmd_ls(struct ctx *c, int argc, char **argv);
 int cmd_doctor(struct ctx *c, int argc, char **argv);
 int cmd_metrics(struct ctx *c, int argc, char **argv);
+int cmd_elect(struct ctx *c, int argc, char **argv);
+int cmd_leader(struct ctx *c, int argc, char **argv);
+int cmd_watch(struct ctx *c, int argc, char **argv);
 
 extern const char *const usage_run;
 extern const char *const usage_status;
 extern const char *const usage_ls;
 extern const char *const usage_doctor;
 extern const char *const usage_metrics;
+extern const char *const usage_elect;
+extern const char *const usage_leader;
+extern const char *const usage_watch;
 
 #endif

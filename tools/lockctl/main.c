@@ -23,6 +23,9 @@ static const char usage_main[] =
 	"  ls [--json]                                 list every lock in the store\n"
 	"  doctor [--json]                             check the store and this machine\n"
 	"  metrics [--textfile PATH]                   the store's state for Prometheus\n"
+	"  elect NAME [OPTIONS] [--] COMMAND [ARG...]  lead election NAME, run COMMAND while leading\n"
+	"  leader NAME [--json]                        show the leader of election NAME\n"
+	"  watch NAME [--json] [--count N]             print election NAME's events as they happen\n"
 	"\n"
 	"Options:\n"
 	"  -S, --store STORE   the store: a directory or file:///dir URL. Default:\n"
@@ -104,6 +107,12 @@ int main(int argc, char **argv)
 		return cmd_doctor(&c, argc, argv);
 	if (!strcmp(cmd, "metrics"))
 		return cmd_metrics(&c, argc, argv);
+	if (!strcmp(cmd, "elect"))
+		return cmd_elect(&c, argc, argv);
+	if (!strcmp(cmd, "leader"))
+		return cmd_leader(&c, argc, argv);
+	if (!strcmp(cmd, "watch"))
+		return cmd_watch(&c, argc, argv);
 	if (!strcmp(cmd, "help")) {
 		if (argc > 0 && !strcmp(argv[0], "run"))
 			fputs(usage_run, stdout);
@@ -115,6 +124,12 @@ int main(int argc, char **argv)
 			fputs(usage_doctor, stdout);
 		else if (argc > 0 && !strcmp(argv[0], "metrics"))
 			fputs(usage_metrics, stdout);
+		else if (argc > 0 && !strcmp(argv[0], "elect"))
+			fputs(usage_elect, stdout);
+		else if (argc > 0 && !strcmp(argv[0], "leader"))
+			fputs(usage_leader, stdout);
+		else if (argc > 0 && !strcmp(argv[0], "watch"))
+			fputs(usage_watch, stdout);
 		else
 			fputs(usage_main, stdout);
 		return 0;

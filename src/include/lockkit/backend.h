@@ -87,6 +87,10 @@ enum lk_entry {
 /* Waiting: how a blocking call is bounded and interrupted. */
 struct lk__waiter;
 
+/* Engine-driven renewals (renew_start below): which request finished. */
+enum { LK_RENEW_WRITE = 0, LK_RENEW_PROBE = 1 };
+typedef void (*lk_renew_done_fn)(void *arg, int which, int res);
+
 struct lk_backend {
 	uint32_t version; /* LK_BACKEND_VERSION */
 	const char *name;
@@ -155,6 +159,35 @@ struct lk_backend {
 	/* A descriptor that becomes readable when directory path changes
 	 * (inotify), or -EOPNOTSUPP; the caller closes it. */
 	int (*watch)(struct lk_bstore *bs, const char *path, struct lk_err *err);
+
+	/*
+	 * Optional: renewals the heartbeat engine drives itself, for backends
+	 * that talk to storage over a connection they can service without
+	 * blocking (nfs://). Both NULL: renewals go through write_record and
+	 * stat on a worker thread.
+	 *
+	 * renew_start queues one renewal of record f: write buf (len bytes at
+	 * offset 0, stable on storage when it succeeds) and probe path (which
+	 * must not exist). It never blocks and may be called from any thread.
+	 * done(arg, LK_RENEW_WRITE, res) and done(arg, LK_RENEW_PROBE, res)
+	 * each follow exactly once, from whichever thread services the store,
+	 * without any backend lock the caller could be waiting for: res is the
+	 * byte count or -errno for the write, 0 (exists), -ENOENT or -errno
+	 * for the probe; an unanswered request reports -ETIMEDOUT once
+	 * deadline_ns (CLOCK_BOOTTIME) has passed. Returns 0 or -errno (then
+	 * done is never called).
+	 *
+	 * service does whatever can be done now without blocking: sends what is
+	 * queued, reads replies, reports completions and timeouts. Another
+	 * thread may be servicing the store at that moment (a blocking call in
+	 * progress does it too); then service returns at once. It returns the
+	 * CLOCK_BOOTTIME by which it wants to be called again (INT64_MAX: when
+	 * idle), and in *ret_fd / *ret_events a descriptor whose readiness is
+	 * worth a call, or -1.
+	 */
+	int (*renew_start)(struct lk_bfile *f, const void *buf, size_t len, const char *probe,
+			   int64_t deadline_ns, lk_renew_done_fn done, void *arg);
+	int64_t (*service)(struct lk_bstore *bs, int *ret_fd, short *ret_events);
 };
 
 #ifdef __cplusplus
