@@ -201,6 +201,23 @@ static int check_args(const char *q, struct lk_err *err)
 				return -EINVAL;
 			}
 		}
+		if (klen != 7 || strncmp(q, "version", 7)) {
+			/* numbers: ports, ids, counts, a 0/1 switch; libnfs itself
+			 * would read "20491/x" as 20491 and go on */
+			size_t vlen = n - (size_t)(val - q), i;
+			unsigned long v = 0;
+
+			for (i = 0; i < vlen && val[i] >= '0' && val[i] <= '9' && v <= 0xffffffffUL; i++)
+				v = v * 10 + (unsigned long)(val[i] - '0');
+			if (!vlen || i != vlen || v > 0xffffffffUL ||
+			    ((!strncmp(q, "nfsport", klen) || !strncmp(q, "mountport", klen)) &&
+			     (v == 0 || v > 65535)) ||
+			    (!strncmp(q, "auto-traverse-mounts", klen) && v > 1)) {
+				lk__err_set(err, "nfs URL argument '%.*s' needs a number in range, not '%.*s'",
+				            (int)klen, q, (int)vlen, val);
+				return -EINVAL;
+			}
+		}
 		q = amp ? amp + 1 : NULL;
 	}
 	return 0;

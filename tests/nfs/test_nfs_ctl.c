@@ -254,6 +254,17 @@ static void test_refusals(void **state)
 	nh_url(u, sizeof(u), rel_store, q);
 	refused(u, "lease", 64, "unknown nfs URL argument 'flavour'");
 
+	/* numbers that libnfs would read only in part, or out of range */
+	nh_query_with(q, sizeof(q), "uid", "0x");
+	nh_url(u, sizeof(u), rel_store, q);
+	refused(u, "lease", 64, "'uid' needs a number");
+	nh_query_with(q, sizeof(q), "tcp-syncnt", "");
+	nh_url(u, sizeof(u), rel_store, q);
+	refused(u, "lease", 64, "'tcp-syncnt' needs a number");
+	nh_query_with(q, sizeof(q), "auto-traverse-mounts", "2");
+	nh_url(u, sizeof(u), rel_store, q);
+	refused(u, "lease", 64, "'auto-traverse-mounts' needs a number");
+
 	/* kernel mode: for a new name, and for one that is a lease already */
 	refused(url, "kernel", 69, "kernel mode is not available on nfs:// stores");
 	{
