@@ -160,6 +160,7 @@ observe:
 	/* the reply arrives */
 	atomic {
 		if
+		:: rg == MAXG && !hold[p] -> goto done  /* nothing left to claim */
 		:: seen && rg == sg && rc == sc && rs == ss
 		:: else ->
 			/* anything else restarts first seen */
