@@ -63,17 +63,69 @@ static int mark_lost(struct lk__engine *e, struct lk__lease *l, int reason)
 
 	if (!atomic_compare_exchange_strong(&l->lost, &expected, reason))
 		return 0;
+	lk__count(&e->st->stats.lost);
 	pthread_cond_broadcast(&e->cv);
-	if (!l->on_lost || !l->lk)
+	if (!l->lk || (!l->on_lost && !e->st->ev_on))
 		return 0;
 	l->in_callback = 1;
 	e->cb_thread = pthread_self();
 	pthread_mutex_unlock(&e->mu);
-	l->on_lost(l->lk, reason, l->userdata);
+	if (e->st->ev_on)
+		lk__emit_lock(l->lk, LK_EV_LOST, l->gen, lk__monotonic_ns() - l->t_added_ns, reason);
+	if (l->on_lost)
+		l->on_lost(l->lk, reason, l->userdata);
 	pthread_mutex_lock(&e->mu);
 	l->in_callback = 0;
 	pthread_cond_broadcast(&e->cv);
 	return 1;
+}
+
+/* Report a renewal's outcome found by an I/O completion: the counters at
+ * once, the event from the engine loop, where no mutex is held. */
+static void deliver_event(struct lk__engine *e, struct lk__lease *l)
+{
+	int type = l->ev_type, err = l->ev_err;
+	int64_t dur = l->ev_dur_ns;
+
+	l->ev_type = 0;
+	l->in_callback = 1;
+	e->cb_thread = pthread_self();
+	pthread_mutex_unlock(&e->mu);
+	lk__emit_lock(l->lk, (enum lk_event_type)type, l->gen, dur, err);
+	pthread_mutex_lock(&e->mu);
+	l->in_callback = 0;
+	pthread_cond_broadcast(&e->cv);
+}
+
+/*
+ * A renewal is late when it completes more than half a renewal interval
+ * after it was due (the engine's own delays count too): it still moved the
+ * deadline, but a few more like it and the lease would be lost.
+ */
+static void renewal_result(struct lk__engine *e, struct lk__lease *l, int64_t now, int ok,
+			   int err)
+{
+	struct lk__stats *ss = &e->st->stats;
+	int64_t lat = now - l->t_submit;
+	int type;
+
+	lk__hist_add(&ss->renewal, lat);
+	if (!ok) {
+		type = LK_EV_RENEW_FAILED;
+		lk__count(&ss->renewals_failed);
+	} else if (now - l->t_due > l->renew_ns / 2) {
+		type = LK_EV_RENEW_LATE;
+		lk__count(&ss->renewals_late);
+	} else {
+		type = LK_EV_RENEWED;
+		lk__count(&ss->renewals_ok);
+	}
+	if (e->st->ev_on && l->lk) {
+		l->ev_type = type;
+		l->ev_err = ok ? 0 : err;
+		l->ev_dur_ns = lat;
+		e->need_step = 1;
+	}
 }
 
 static void start_renewal(struct lk__engine *e, struct lk__lease *l, int64_t now)
@@ -84,6 +136,7 @@ static void start_renewal(struct lk__engine *e, struct lk__lease *l, int64_t now
 	l->pending = 2;
 	l->write_res = l->probe_res = 1;
 	l->t_submit = lk__boottime_ns();
+	l->t_due = l->next_renew < l->t_submit ? l->next_renew : l->t_submit;
 	l->next_renew = now + l->renew_ns;
 	e->ops->submit(e, l);
 }
@@ -115,6 +168,8 @@ void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, in
 		/* too late: no late reply revives a lease */
 		l->late++;
 		e->need_step = 1;
+		if (!atomic_load(&l->lost))
+			renewal_result(e, l, now, 0, -ETIMEDOUT);
 		return;
 	}
 	if (atomic_load(&l->lost))
@@ -124,6 +179,7 @@ void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, in
 		 * the mutex; the callback runs from the engine loop. */
 		l->stale = 1;
 		e->need_step = 1;
+		renewal_result(e, l, now, 0, -ESTALE);
 		return;
 	}
 	if (l->write_res == (int)LK_LREC_SIZE && l->probe_res == -ENOENT) {
@@ -132,6 +188,7 @@ void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, in
 		if (ndl > dl)
 			atomic_store(&l->deadline_ns, ndl);
 		l->renewals++;
+		renewal_result(e, l, now, 1, 0);
 		/* The engine planned its wake-up while this renewal was in
 		 * flight, without it: make it plan again if the next renewal
 		 * falls due earlier. */
@@ -140,6 +197,10 @@ void lk__engine_io_done(struct lk__engine *e, struct lk__lease *l, int which, in
 		return;
 	}
 	/* EIO, a timeout, a short write: try again soon, until the deadline */
+	renewal_result(e, l, now, 0,
+		       l->write_res < 0   ? l->write_res
+		       : l->probe_res < 0 && l->probe_res != -ENOENT ? l->probe_res
+								     : -EIO);
 	l->failures++;
 	l->next_renew = now + l->renew_ns / 4;
 	e->need_step = 1;
@@ -155,6 +216,14 @@ again:
 	for (l = e->leases; l; l = l->next) {
 		int64_t dl;
 
+		if (l->ev_type) {
+			/* before a loss this renewal may have caused */
+			if (!l->orphan && l->registered && l->lk) {
+				deliver_event(e, l);
+				goto again;
+			}
+			l->ev_type = 0;
+		}
 		if (l->orphan || !l->registered || atomic_load(&l->lost))
 			continue;
 		dl = atomic_load(&l->deadline_ns);
@@ -403,6 +472,8 @@ void lk__engine_add(struct lk__engine *e, struct lk__lease *l)
 	l->orphan = 0;
 	l->stale = 0;
 	l->failures = 0;
+	l->ev_type = 0;
+	l->t_added_ns = lk__monotonic_ns();
 	l->next_renew = lk__boottime_ns() + l->renew_ns;
 	l->next = e->leases;
 	e->leases = l;
@@ -629,9 +700,9 @@ int lk__iowork_stop(struct lk__engine *e, struct lk__iowork *w)
 	pthread_mutex_unlock(&e->mu);
 	/* A blocked call returns within its own timeout on nfs:// stores
 	 * (a few seconds); a hung local filesystem may never return. */
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += 5;
-	if (pthread_timedjoin_np(w->worker, NULL, &ts) != 0) {
+	if (pthread_clockjoin_np(w->worker, NULL, CLOCK_MONOTONIC, &ts) != 0) {
 		pthread_detach(w->worker);
 		return -EBUSY;
 	}

@@ -58,10 +58,21 @@ static int install_handler(int signo)
 
 int lk__waiter_init(struct lk__waiter *w, int signo)
 {
+	pthread_condattr_t ca;
+	int r;
+
 	memset(w, 0, sizeof(*w));
 	if (pthread_mutex_init(&w->mu, NULL))
 		return -ENOMEM;
-	if (pthread_cond_init(&w->cv, NULL)) {
+	/* cancel's short waits must not stretch when the wall clock steps back */
+	if (pthread_condattr_init(&ca)) {
+		pthread_mutex_destroy(&w->mu);
+		return -ENOMEM;
+	}
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	r = pthread_cond_init(&w->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (r) {
 		pthread_mutex_destroy(&w->mu);
 		return -ENOMEM;
 	}
@@ -188,7 +199,7 @@ int lk__wait_cancel(struct lk__waiter *w)
 
 		atomic_store(&w->cancel, 1);
 		pthread_kill(w->thread, w->signo);
-		clock_gettime(CLOCK_REALTIME, &ts);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts_add_ms(&ts, 1);
 		pthread_cond_timedwait(&w->cv, &w->mu, &ts);
 	}

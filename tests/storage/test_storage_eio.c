@@ -11,7 +11,8 @@
  * list, release it, close everything. Three situations, in kernel mode and
  * in lease mode:
  *
- *  - a name never used before (the lock file or directory is created);
+ *  - a name never used before, in a store that does not exist yet (the
+ *    store directory and the lock file or directory are created);
  *  - an existing free lock (tokens must keep increasing across all runs);
  *  - a lock held by another process, which must never be reported free
  *    and never be acquired, whatever fails.
@@ -26,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -440,6 +442,20 @@ static uint64_t works_again(const char *dir, const char *name, enum lk_mode mode
 	return tok;
 }
 
+static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	return (type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* Remove a per-run store; it may not exist if the run failed early. */
+static void remove_tree(const char *path)
+{
+	if (nftw(path, rm_entry, 8, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+		fail_msg("cannot remove %s: %s", path, strerror(errno));
+}
+
 /*
  * Sweep every entry of the table over its calls. kind: 0 a new name each
  * run, 1 one existing free lock, 2 a lock held by a child process.
@@ -447,7 +463,8 @@ static uint64_t works_again(const char *dir, const char *name, enum lk_mode mode
 static void sweep(const char *dir, enum lk_mode mode, int kind, int pers)
 {
 	const char *mname = mode == LK_MODE_LEASE ? "lease" : "kernel";
-	char name[64];
+	char name[64], sub[PATH_MAX];
+	const char *rdir = dir;
 	uint64_t last = 0;
 	struct sh_holder h;
 	struct outcome o;
@@ -461,13 +478,23 @@ static void sweep(const char *dir, enum lk_mode mode, int kind, int pers)
 	fds = count_fds();
 	for (int which = 0; which < S_COUNT; which++) {
 		for (int n = 1;; n++) {
-			if (kind == 0)
-				snprintf(name, sizeof(name), "%s-new-%d-%d-%d", mname, pers, which,
-				         n);
+			/*
+			 * A new name goes into a store of its own, created by the
+			 * run: listing a shared store would make every run call
+			 * per-entry functions once more than the run before, and
+			 * the sweep would never reach the end.
+			 */
+			if (kind == 0) {
+				snprintf(sub, sizeof(sub), "%s/%s-new-%d-%d-%d", dir, mname, pers,
+				         which, n);
+				rdir = sub;
+			}
 			arm(which, n, pers);
-			one_run(dir, name, mode, kind == 2 ? h.token : 0, &o);
+			one_run(rdir, name, mode, kind == 2 ? h.token : 0, &o);
 			if (calls[which] < n) {
 				disarm();
+				if (kind == 0)
+					remove_tree(sub);
 				break;
 			}
 			reached++;
@@ -481,7 +508,9 @@ static void sweep(const char *dir, enum lk_mode mode, int kind, int pers)
 				uint64_t min = last > o.token ? last : o.token;
 
 				disarm();
-				last = works_again(dir, name, mode, min);
+				last = works_again(rdir, name, mode, min);
+				if (kind == 0)
+					remove_tree(sub);
 			}
 			if (count_fds() != fds)
 				fail_msg("%d descriptors open after a %s fault at call %d, %d "
