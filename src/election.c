@@ -36,6 +36,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "codec.h"
 #include "internal.h"
 #include "lrecord.h"
@@ -64,6 +65,7 @@ struct lk_election {
 	atomic_int demoted;       /* the current term's end was reported */
 	atomic_int cancelled;
 	int64_t term_start_ns;    /* CLOCK_BOOTTIME */
+	int64_t last_term_ns;     /* the length of the term that ended last */
 	struct lk_election_stats stats;
 	char errmsg[256];
 };
@@ -295,7 +297,12 @@ static void fail_msg(struct lk_election *e, const char *msg, int r)
 /* End the current term's bookkeeping; call with mu held. */
 static void term_end_locked(struct lk_election *e, int resigned)
 {
-	uint64_t ms = (uint64_t)ns_ms(lk__boottime_ns() - e->term_start_ns);
+	int64_t ns = lk__boottime_ns() - e->term_start_ns;
+	uint64_t ms = (uint64_t)ns_ms(ns);
+
+	e->last_term_ns = ns;
+	lk__hist_add(&e->st->stats.leadership, ns);
+	lk__count(resigned ? &e->st->stats.resignations : &e->st->stats.demotions);
 
 	e->stats.leader_ms_total += ms;
 	e->stats.leader_ms_last = ms;
@@ -308,16 +315,37 @@ static void term_end_locked(struct lk_election *e, int resigned)
 	e->term_start_ns = 0;
 }
 
+/* An election event to the store's sinks (events.c). */
+static void election_event(struct lk_election *e, enum lk_event_type type, uint64_t token,
+			   int64_t duration_ns, int error)
+{
+	struct lk__ev ev = {
+		.type = type,
+		.name = e->name,
+		.mode = lk_lock_mode(e->lk),
+		.token = token,
+		.duration_ns = duration_ns,
+		.error = error,
+		.lock = e->lk,
+	};
+
+	if (e->st->ev_on)
+		lk__emit(e->st, &ev);
+}
+
 /* Report the end of the current term once, whoever notices it first. */
 static void demote(struct lk_election *e, int reason)
 {
 	uint64_t tok = atomic_load(&e->token);
+	int64_t term_ns;
 
 	if (!tok || atomic_exchange(&e->demoted, 1))
 		return;
 	pthread_mutex_lock(&e->mu);
 	term_end_locked(e, 0);
+	term_ns = e->last_term_ns;
 	pthread_mutex_unlock(&e->mu);
+	election_event(e, LK_EV_DEMOTED, tok, term_ns, reason);
 	if (e->o.on_demoted)
 		e->o.on_demoted(e, tok, reason, e->o.userdata);
 }
@@ -334,6 +362,7 @@ static int lock_open(struct lk_election *e, struct lk_err *err)
 	int r;
 
 	lo.mode = e->mode;
+	lo.flags = e->o.flags; /* the audit flags */
 	lo.owner = e->id;
 	lo.ttl_ms = e->o.ttl_ms;
 	lo.renew_ms = e->o.renew_ms;
@@ -369,9 +398,9 @@ LK_API int lk_election_open(struct lk_store *st, const char *name,
 			    opts->size);
 		return -EINVAL;
 	}
-	if (opts->flags) {
+	if (opts->flags & ~(LK_LOCK_AUDIT | LK_LOCK_NO_AUDIT)) {
 		lk__msg_set(st->errmsg, sizeof(st->errmsg), "unknown election flags 0x%x",
-			    opts->flags);
+			    opts->flags & ~(LK_LOCK_AUDIT | LK_LOCK_NO_AUDIT));
 		return -EINVAL;
 	}
 	e = calloc(1, sizeof(*e));
@@ -443,6 +472,7 @@ LK_API int lk_election_campaign(struct lk_election *e, const void *value, size_t
 			return -EBUSY;
 		}
 		/* the last term was lost: let go of what is left of it */
+		lk__audit_lock_event(e->lk, "demote", atomic_load(&e->token), NULL);
 		lk_lock_release(e->lk);
 		atomic_store(&e->token, 0);
 	}
@@ -524,11 +554,15 @@ LK_API int lk_election_campaign(struct lk_election *e, const void *value, size_t
 	e->stats.terms++;
 	e->stats.token = tok;
 	pthread_mutex_unlock(&e->mu);
+	lk__count(&e->st->stats.terms);
+	lk__hist_add(&e->st->stats.election, e->term_start_ns - start);
 	atomic_store(&e->token, tok);
 	/* a lease that ran out while the value was being written is caught
 	 * here, before anyone is told of a term that is already over */
 	if (lk_election_check(e) < 0)
 		return 0;
+	election_event(e, LK_EV_ELECTED, tok, e->term_start_ns - start, 0);
+	lk__audit_lock_event(e->lk, "elect", tok, NULL);
 	if (e->o.on_elected)
 		e->o.on_elected(e, tok, e->o.userdata);
 	if (e->o.on_leader_change)
@@ -581,12 +615,17 @@ LK_API int lk_election_resign(struct lk_election *e)
 	/* from here on the term counts as over, for callbacks too */
 	lost = atomic_exchange(&e->demoted, 1);
 	if (!lost) {
+		int64_t term_ns;
+
 		pthread_mutex_lock(&e->mu);
 		term_end_locked(e, 1);
+		term_ns = e->last_term_ns;
 		pthread_mutex_unlock(&e->mu);
+		election_event(e, LK_EV_RESIGNED, atomic_load(&e->token), term_ns, 0);
 	}
 	if (!lost && e->mode == LK_MODE_KERNEL)
 		resign_mark(e, atomic_load(&e->token));
+	lk__audit_lock_event(e->lk, lost ? "demote" : "resign", atomic_load(&e->token), NULL);
 	r = lk_lock_release(e->lk);
 	atomic_store(&e->token, 0);
 	if (r < 0) {

@@ -60,6 +60,7 @@ static void unlink_lease(struct lk__engine *e, struct lk__lease *l)
 static int mark_lost(struct lk__engine *e, struct lk__lease *l, int reason)
 {
 	int expected = 0;
+	int64_t held;
 
 	if (!atomic_compare_exchange_strong(&l->lost, &expected, reason))
 		return 0;
@@ -69,9 +70,10 @@ static int mark_lost(struct lk__engine *e, struct lk__lease *l, int reason)
 		return 0;
 	l->in_callback = 1;
 	e->cb_thread = pthread_self();
+	held = lk__monotonic_ns() - l->t_added_ns;
 	pthread_mutex_unlock(&e->mu);
 	if (e->st->ev_on)
-		lk__emit_lock(l->lk, LK_EV_LOST, l->gen, lk__monotonic_ns() - l->t_added_ns, reason);
+		lk__emit_lock(l->lk, LK_EV_LOST, l->gen, held, reason);
 	if (l->on_lost)
 		l->on_lost(l->lk, reason, l->userdata);
 	pthread_mutex_lock(&e->mu);
@@ -86,12 +88,15 @@ static void deliver_event(struct lk__engine *e, struct lk__lease *l)
 {
 	int type = l->ev_type, err = l->ev_err;
 	int64_t dur = l->ev_dur_ns;
+	uint64_t gen = l->gen;
+	struct lk_lock *lk = l->lk;
 
+	/* in_callback keeps lk__engine_remove(), and so the handle, waiting */
 	l->ev_type = 0;
 	l->in_callback = 1;
 	e->cb_thread = pthread_self();
 	pthread_mutex_unlock(&e->mu);
-	lk__emit_lock(l->lk, (enum lk_event_type)type, l->gen, dur, err);
+	lk__emit_lock(lk, (enum lk_event_type)type, gen, dur, err);
 	pthread_mutex_lock(&e->mu);
 	l->in_callback = 0;
 	pthread_cond_broadcast(&e->cv);

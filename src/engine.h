@@ -15,6 +15,25 @@
 #include "internal.h"
 #include "lrecord.h"
 
+/*
+ * An observer's memory of the newest record and when it first saw it. It
+ * lives in the handle, so that acquires with short timeouts, one after the
+ * other, still add up to the wait that lets them take over a silent lease.
+ */
+struct lk__seen {
+	int have;
+	uint64_t gen;
+	int valid;
+	uint64_t counter;
+	uint8_t state;
+	uint64_t nonce;
+	int64_t first_ns;
+	int64_t ttl_ns;   /* the holder's TTL, or ours when unreadable */
+	uint32_t rho_ppm;
+	int rawlen;       /* unreadable records: length and checksum of the bytes */
+	uint32_t rawcrc;
+};
+
 struct lk__lease {
 	struct lk_lock *lk;
 	struct lk_store *st;
@@ -32,6 +51,8 @@ struct lk__lease {
 	int cancel_fd;     /* eventfd written by lk_lock_cancel(); only while acquiring */
 	int watch_fd;      /* inotify on the lock directory, made on the first wait */
 	uint64_t hint_gen; /* newest generation seen, to probe instead of listing */
+	struct lk__seen seen; /* what the last acquire saw, and since when */
+	int net;           /* the store is on a network filesystem: list, never probe */
 
 	/* holding (gen != 0) */
 	uint64_t gen;
@@ -55,6 +76,12 @@ struct lk__lease {
 	uint8_t wbuf[LK_LREC_SIZE];
 	void *io;          /* engine-private per-lease state */
 	uint64_t renewals, failures, late;
+	/* observability (events.c): when the renewal in flight was due, and the
+	 * outcome of the last one, waiting for the engine loop to report it
+	 * without the mutex (ev_type 0: none) */
+	int64_t t_due, t_added_ns; /* CLOCK_BOOTTIME, CLOCK_MONOTONIC */
+	int ev_type, ev_err;
+	int64_t ev_dur_ns;
 };
 
 struct lk__engine;

@@ -16,6 +16,7 @@
 
 #include "lockkit.h"
 #include "lockkit/backend.h"
+#include "events.h"
 #include "wait.h"
 
 #define LK_HOST_MAX 63
@@ -45,6 +46,9 @@ struct lk_store {
 	pthread_mutex_t engine_mu;
 	struct lk__engine *engine; /* started by the first lease */
 	char errmsg[256];
+	struct lk__audit *audit; /* audit log writer (audit.c); NULL: none */
+	struct lk__stats stats;  /* events.c */
+	int ev_on;               /* on_event or on_log is set */
 };
 
 struct lk__engine;
@@ -62,6 +66,9 @@ struct lk_lock {
 	char name[LK_NAME_MAX + 1];
 	char owner[LK_OWNER_MAX + 1];
 	char errmsg[256];
+	int audit;              /* records its events in the audit log (audit.c) */
+	int64_t t_acquired_ns;  /* CLOCK_MONOTONIC when the hold began (events.c) */
+	int contended;          /* set by lease.c when an acquire had to wait */
 };
 
 /* Error messages */
@@ -110,6 +117,45 @@ int lk__lease_status(struct lk_store *st, const char *name, struct lk_status *re
 		     struct lk_err *err);
 /* Create lock directory name, born non-empty; 0 also when it already exists. */
 int lk__lease_create_dir(struct lk_store *st, const char *name, struct lk_err *err);
+
+/*
+ * Administration (lockctl break / prune; docs/protocol.md, section 26a).
+ * Neither is public API: both end or remove what others may be using, and
+ * only an administrator should decide that.
+ */
+#define LK__BREAK_NOW 1u  /* free at once; fencing tokens are the only protection */
+struct lk__break_res {
+	int exists;            /* the lock has been used */
+	enum lk_mode mode;
+	uint64_t old_token;    /* the generation that was ended */
+	int old_valid;         /* its record could be read */
+	uint8_t old_state;     /* enum lk__lstate */
+	struct lk_holder old;  /* its holder */
+	uint64_t new_token;    /* the BROKEN generation */
+	int freed;             /* LK__BREAK_NOW: rewritten RELEASED */
+	uint64_t wait_ms;      /* T*(1+rho): how long others treat it as held */
+};
+/* 0; -ENOLCK free, -EALREADY already broken, -EOPNOTSUPP kernel mode. */
+int lk__lock_break(struct lk_store *st, const char *name, const char *label, unsigned flags,
+		   struct lk__break_res *ret, struct lk_err *err);
+int lk__lease_break(struct lk_store *st, const char *name, const char *label, unsigned flags,
+		    struct lk__break_res *ret, struct lk_err *err);
+
+#define LK__PRUNE_WAIT 1u /* watch held leases that look expired for T*(1+rho) */
+struct lk__prune_res {
+	enum lk_mode mode;
+	int removed;           /* 1: the entry is gone */
+	uint64_t token;        /* its newest token (0: unknown) */
+	int64_t last_ns;       /* CLOCK_REALTIME of its last activity (0: unknown) */
+	char why[200];         /* why it was kept */
+};
+/* older_than_ms < 0: any age. 0 (removed or kept, see ret) or -errno. */
+int lk__lock_prune(struct lk_store *st, const char *name, const char *label,
+		   int64_t older_than_ms, unsigned flags, struct lk__prune_res *ret,
+		   struct lk_err *err);
+int lk__lease_prune(struct lk_store *st, const char *name, const char *label,
+		    int64_t older_than_ms, unsigned flags, struct lk__prune_res *ret,
+		    struct lk_err *err);
 
 /* Backends bundled in this build. */
 extern const struct lk_backend lk__posix_backend;

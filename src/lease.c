@@ -194,6 +194,15 @@ int lk__lease_create_dir(struct lk_store *st, const char *name, struct lk_err *e
  * Observing
  */
 
+/* Generations below `below`: the 64 oldest of them. */
+struct oldgens {
+	uint64_t below;
+	uint64_t v[64];
+	int n;
+};
+
+static int collect_old(const char *name, void *userdata);
+
 struct obs {
 	int found;      /* a newest generation exists */
 	int probed;     /* found by probing from a remembered generation, not a listing */
@@ -204,6 +213,9 @@ struct obs {
 	int rawlen;
 	int64_t t_sent;    /* CLOCK_BOOTTIME before the first request */
 	int64_t t_arrived; /* CLOCK_BOOTTIME after the last reply */
+	/* from a listing: the oldest generations in it, for clean-up after a
+	 * claim without listing again */
+	struct oldgens old;
 };
 
 struct newest {
@@ -212,6 +224,7 @@ struct newest {
 	int older;       /* some generation older than the newest exists */
 	int has_prev;    /* gen - 1 exists */
 	uint64_t max2;   /* the second newest */
+	struct oldgens *old; /* collects every generation listed */
 };
 
 static int find_newest(const char *name, void *userdata)
@@ -234,14 +247,14 @@ static int find_newest(const char *name, void *userdata)
 		n->older = 1;
 	}
 	n->has_prev = n->older && n->max2 == n->gen - 1;
-	return 0;
+	return collect_old(name, n->old);
 }
 
 static int observe(struct lk__lease *l, struct obs *o, struct lk_err *err)
 {
 	const struct lk_backend *be = l->st->be;
 	char path[LK_NAME_MAX + LK_GEN_NAME_LEN + 2], gname[LK_GEN_NAME_LEN + 1];
-	int r, attempts = 0, gap_looks = 0;
+	int r, attempts = 0, gap_looks = 0, empty_looks = 0;
 
 	memset(o, 0, sizeof(*o));
 	o->t_sent = lk__boottime_ns();
@@ -250,8 +263,13 @@ again:
 		lk__err_set(err, "lock %s keeps changing under observation", l->dir);
 		return -EBUSY;
 	}
-	if (l->hint_gen) {
-		/* Probe the next generation instead of listing the directory. */
+	if (l->hint_gen && !l->net) {
+		/*
+		 * Probe the next generation instead of listing the directory. Not
+		 * on network stores: there a listing is one request that returns
+		 * every name, a probe one request per name, and a claim needs a
+		 * listing anyway.
+		 */
 		uint64_t g = l->hint_gen;
 
 		for (;;) {
@@ -268,12 +286,25 @@ again:
 		o->found = 1;
 		o->probed = 1;
 	} else {
-		struct newest n = { 0 };
+		struct newest n = { .old = &o->old };
 
+		o->old.below = UINT64_MAX;
+		o->old.n = 0;
 		r = be->readdir(l->st->bs, l->dir, find_newest, &n, err);
 		if (r < 0)
 			return r;
 		if (!n.found) {
+			/*
+			 * lockctl prune empties a lock directory just before it
+			 * removes it: look again a few times, by when it is gone
+			 * (-ENOENT, and the acquire makes it anew).
+			 */
+			if (++empty_looks < 5) {
+				struct timespec ts = { 0, 10000000 };
+
+				nanosleep(&ts, NULL);
+				goto again;
+			}
 			lk__err_set(err,
 				    "lock directory %s has no generation records; it was damaged "
 				    "from outside and needs an administrator",
@@ -321,22 +352,7 @@ again:
 	return 0;
 }
 
-/* The observer's memory of the newest record and when it first saw it. */
-struct seen {
-	int have;
-	uint64_t gen;
-	int valid;
-	uint64_t counter;
-	uint8_t state;
-	uint64_t nonce;
-	int64_t first_ns;
-	int64_t ttl_ns;   /* the holder's TTL, or ours when unreadable */
-	uint32_t rho_ppm;
-	int rawlen;       /* unreadable records: length and checksum of the bytes */
-	uint32_t rawcrc;
-};
-
-static int same_as_seen(const struct seen *s, const struct obs *o)
+static int same_as_seen(const struct lk__seen *s, const struct obs *o)
 {
 	if (!s->have || s->gen != o->gen || s->valid != o->valid)
 		return 0;
@@ -346,7 +362,7 @@ static int same_as_seen(const struct seen *s, const struct obs *o)
 	return s->counter == o->rec.counter && s->state == o->rec.state && s->nonce == o->rec.nonce;
 }
 
-static void remember(struct lk__lease *l, struct seen *s, const struct obs *o)
+static void remember(struct lk__lease *l, struct lk__seen *s, const struct obs *o)
 {
 	int64_t last_ttl = s->have && s->gen == o->gen ? s->ttl_ns : 0;
 
@@ -422,7 +438,7 @@ static int32_t holder_watch_pid(const struct lk__lrec *r)
 
 /* When the observed lease is free: 1 now, 0 not yet (*ret_when: the
  * earliest CLOCK_BOOTTIME a confirming read may be sent, or -1). */
-static int judge(struct lk__lease *l, const struct seen *s, const struct obs *o, int64_t *ret_when)
+static int judge(struct lk__lease *l, const struct lk__seen *s, const struct obs *o, int64_t *ret_when)
 {
 	int64_t until = s->first_ns + ttl_up(s->ttl_ns, s->rho_ppm);
 
@@ -439,6 +455,21 @@ static int judge(struct lk__lease *l, const struct seen *s, const struct obs *o,
 		return 1;
 	*ret_when = until;
 	return 0;
+}
+
+/* An acquire is about to claim over a holder it judged gone (not one that
+ * released): counted, and reported to the store's event sinks. */
+static void expiry_observed(struct lk__lease *l, const struct lk__seen *s, const struct obs *o)
+{
+	struct lk_store *st = l->st;
+	int dead;
+
+	lk__count(&st->stats.expiries_observed);
+	if (!st->ev_on)
+		return;
+	dead = o->valid && o->rec.state == LK_LSTATE_HELD && holder_dead_here(st, &o->rec);
+	lk__emit_lock(l->lk, LK_EV_EXPIRY_OBSERVED, o->gen, o->t_sent - s->first_ns,
+		      dead ? -ESRCH : 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -473,13 +504,6 @@ static void fill_record(struct lk__lease *l, struct lk__lrec *rec, uint64_t gen)
 	lk__label_copy(rec->owner, sizeof(rec->owner), l->lk->owner);
 }
 
-static int collect_old(const char *name, void *userdata);
-
-struct oldgens {
-	uint64_t below;
-	uint64_t v[64];
-	int n;
-};
 
 static int collect_old(const char *name, void *userdata)
 {
@@ -510,20 +534,32 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Delete generations below gen - 1, oldest first. Best effort. */
-static void cleanup_old(struct lk__lease *l, uint64_t gen)
+/*
+ * Delete generations below gen - 1, oldest first. Best effort. known: the
+ * generations the claim's own listing found (it was made before the claim,
+ * and the only generation created since is ours), or NULL to list again.
+ */
+static void cleanup_old(struct lk__lease *l, uint64_t gen, const struct oldgens *known)
 {
 	const struct lk_backend *be = l->st->be;
 	struct oldgens og = { .below = gen - 1, .n = 0 };
 	char path[LK_NAME_MAX + LK_GEN_NAME_LEN + 2], gname[LK_GEN_NAME_LEN + 1];
+	int r;
 
-	if (be->readdir(l->st->bs, l->dir, collect_old, &og, NULL) < 0)
+	if (known) {
+		for (int i = 0; i < known->n; i++)
+			if (known->v[i] < og.below)
+				og.v[og.n++] = known->v[i];
+	} else if (be->readdir(l->st->bs, l->dir, collect_old, &og, NULL) < 0) {
 		return;
+	}
 	qsort(og.v, (size_t)og.n, sizeof(og.v[0]), cmp_u64);
 	for (int i = 0; i < og.n; i++) {
 		lk__gen_name(gname, og.v[i]);
 		snprintf(path, sizeof(path), "%s/%s", l->dir, gname);
-		if (be->unlink(l->st->bs, path, NULL) < 0)
+		r = be->unlink(l->st->bs, path, NULL);
+		/* gone already: whoever deleted it had deleted the older ones */
+		if (r < 0 && r != -ENOENT)
 			break; /* keep the oldest-first order: stop at the first failure */
 	}
 }
@@ -542,6 +578,23 @@ static void abort_claim(struct lk__lease *l, struct lk__lrec *rec, const char *g
 		be->write_record(f, buf, sizeof(buf), NULL);
 		be->close_record(f);
 	}
+}
+
+/*
+ * A claim whose predecessor is gone re-created a generation below the newest
+ * (clean-up deleted it), or in a lock directory that lockctl prune removed
+ * and someone made anew, far below its first generation. Marked ABORTED it
+ * is harmless to the protocol, but in a new directory it looks like a gap
+ * (observe() refuses those), so it goes, if it is still ours.
+ */
+static void drop_stray_claim(struct lk__lease *l, const char *gname, uint64_t id)
+{
+	char path[LK_NAME_MAX + LK_GEN_NAME_LEN + 2];
+	uint64_t now_id = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", l->dir, gname);
+	if (l->st->be->stat(l->st->bs, path, &now_id, NULL) == 0 && now_id == id)
+		l->st->be->unlink(l->st->bs, path, NULL);
 }
 
 static int claim(struct lk__lease *l, const struct obs *judged, int64_t *ret_t_submit,
@@ -602,6 +655,8 @@ static int claim(struct lk__lease *l, const struct obs *judged, int64_t *ret_t_s
 	}
 	if (n != judged->rawlen || memcmp(now_raw, judged->raw, (size_t)judged->rawlen)) {
 		abort_claim(l, &rec, gname);
+		if (n == -ENOENT)
+			drop_stray_claim(l, gname, id_tmp);
 		err->msg[0] = 0;
 		return CLAIM_ABORTED;
 	}
@@ -635,7 +690,6 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 	struct lk__lease *l = lk->lease;
 	struct lk_store *st = lk->st;
 	struct lk__engine *e;
-	struct seen s = { 0 };
 	struct obs o;
 	int64_t t0 = lk__boottime_ns(), end = -1, backoff = ms_ns(5);
 	int64_t poll_ns = l->ttl_ns / 10;
@@ -659,6 +713,7 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 		lk__err_set(err, "cannot start the heartbeat engine: %s", strerror(-r));
 		return r;
 	}
+	l->net = st->be->is_network && st->be->is_network(st->bs);
 	r = st->be->entry(st->bs, l->dir, err);
 	if (r == LK_ENTRY_KERNEL) {
 		lk__err_set(err, "lock %s is a kernel-mode lock; it cannot be used in lease mode",
@@ -694,9 +749,9 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 		}
 		if (r < 0)
 			goto out;
-		if (!same_as_seen(&s, &o))
-			remember(l, &s, &o);
-		if (judge(l, &s, &o, &when) && o.probed) {
+		if (!same_as_seen(&l->seen, &o))
+			remember(l, &l->seen, &o);
+		if (judge(l, &l->seen, &o, &when) && o.probed) {
 			/*
 			 * Free by a probe from a remembered generation: confirm with a
 			 * full listing before claiming. Probing upwards stops at the
@@ -707,10 +762,25 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 			l->hint_gen = 0;
 			continue;
 		}
-		if (judge(l, &s, &o, &when)) {
+		if (judge(l, &l->seen, &o, &when)) {
+			if (!o.valid || (o.rec.state != LK_LSTATE_RELEASED &&
+					 o.rec.state != LK_LSTATE_ABORTED))
+				expiry_observed(l, &l->seen, &o);
 			r = claim(l, &o, &t_submit, err);
+			if (r == -ENOENT && ++missing < 50) {
+				/* the lock directory went away under the claim (lockctl
+				 * prune): the next look finds out and makes it anew */
+				l->hint_gen = 0;
+				err->msg[0] = 0;
+				continue;
+			}
 			if (r < 0)
 				goto out;
+			if (r == CLAIM_LOST) {
+				lk__count(&st->stats.claim_races_lost);
+				if (st->ev_on)
+					lk__emit_lock(lk, LK_EV_CLAIM_RACE_LOST, o.gen + 1, 0, 0);
+			}
 			if (r == CLAIM_WON) {
 				int64_t dl = t_submit + l->ttl_ns - l->ttl_ns / 1000000 * l->rho_ppm -
 					     l->margin_ns;
@@ -730,7 +800,7 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 				snprintf(l->probe, sizeof(l->probe), "%s/g.%016llu", l->dir,
 					 (unsigned long long)(l->gen + 1));
 				lk__engine_add(e, l);
-				cleanup_old(l, l->gen);
+				cleanup_old(l, l->gen, o.probed ? NULL : &o.old);
 				l->hint_gen = l->gen;
 				r = 0;
 				goto out;
@@ -748,6 +818,7 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 			goto out;
 		}
 
+		lk->contended = 1; /* it will wait, or has lost a race */
 		now = lk__boottime_ns();
 		if (end >= 0 && now >= end) {
 			r = -ETIMEDOUT;
@@ -970,4 +1041,525 @@ int lk__lease_status(struct lk_store *st, const char *name, struct lk_status *re
 		}
 	}
 	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Administration: lockctl break and lockctl prune (docs/protocol.md, section
+ * 26a). Both act through the protocol's one arbiter, the claim of the next
+ * generation, so that whatever else happens to the lock at the same time
+ * (an acquire, a renewal, another administrator) is ordered by it: a break
+ * is a claim in state BROKEN, and a prune first claims a tombstone that no
+ * one else can claim past without seeing it, and only then deletes.
+ */
+
+/* A lease without a handle of the caller's, for one administrative act. */
+static void admin_init(struct lk_store *st, const char *name, const char *label,
+		       struct lk__lease *l, struct lk_lock *lk)
+{
+	memset(l, 0, sizeof(*l));
+	memset(lk, 0, sizeof(*lk));
+	lk->st = st;
+	lk->mode = LK_MODE_LEASE;
+	snprintf(lk->name, sizeof(lk->name), "%s", name);
+	lk__label_copy(lk->owner, sizeof(lk->owner), label ? label : "");
+	l->lk = lk;
+	l->st = st;
+	l->ttl_ns = ms_ns(DEF_TTL_MS);
+	l->renew_ns = l->ttl_ns / 4;
+	l->rho_ppm = DEF_RHO_PPM;
+	l->margin_ns = l->ttl_ns / 10;
+	l->pid = (int32_t)getpid();
+	l->pid_start = lk__pid_start(l->pid);
+	l->cancel_fd = -1;
+	l->watch_fd = -1;
+	l->net = st->be->is_network && st->be->is_network(st->bs);
+	snprintf(l->dir, sizeof(l->dir), "%s", name);
+}
+
+/*
+ * Claim generation judged->gen + 1 with record rec, as claim() does (link of
+ * a written, synced record; file ids settle EEXIST; the post-claim check),
+ * but for a record that nobody renews.
+ */
+static int admin_claim(struct lk__lease *l, const struct obs *judged, struct lk__lrec *rec,
+		       struct lk_err *err)
+{
+	const struct lk_backend *be = l->st->be;
+	char tmp[LK_NAME_MAX + 32], path[LK_NAME_MAX + LK_GEN_NAME_LEN + 2];
+	char gname[LK_GEN_NAME_LEN + 1];
+	uint8_t buf[LK_LREC_SIZE], now_raw[LK_LREC_SIZE + 1];
+	uint64_t id_tmp = 0, id_gen = 0;
+	int r, n;
+
+	rec->gen = judged->gen + 1;
+	if (rec->gen >= LK_TOKEN_LIMIT) {
+		lk__err_set(err, "lock %s has used up its token space", l->dir);
+		return -EOVERFLOW;
+	}
+	lk__lrec_encode(rec, buf);
+	lk__gen_name(gname, rec->gen);
+	snprintf(path, sizeof(path), "%s/%s", l->dir, gname);
+	snprintf(tmp, sizeof(tmp), "%s/.c.%016llx", l->dir, (unsigned long long)rec->nonce);
+	r = be->write_new(l->st->bs, tmp, buf, sizeof(buf), &id_tmp, err);
+	if (r < 0)
+		return r;
+	r = be->link(l->st->bs, tmp, path, err);
+	if (r == -EEXIST) {
+		if (be->stat(l->st->bs, path, &id_gen, err) == 0 && id_gen == id_tmp)
+			r = 0;
+	} else if (r < 0 && be->stat(l->st->bs, path, &id_gen, NULL) == 0 && id_gen == id_tmp) {
+		abort_claim(l, rec, gname);
+	}
+	be->unlink(l->st->bs, tmp, NULL);
+	if (r == -EEXIST) {
+		err->msg[0] = 0;
+		return CLAIM_LOST;
+	}
+	if (r < 0)
+		return r;
+	lk__gen_name(gname, judged->gen);
+	snprintf(tmp, sizeof(tmp), "%s/%s", l->dir, gname);
+	n = be->read(l->st->bs, tmp, now_raw, sizeof(now_raw), NULL, err);
+	lk__gen_name(gname, rec->gen);
+	if (n < 0 && n != -ENOENT && n != -EBADMSG && n != -ELOOP && n != -EISDIR) {
+		abort_claim(l, rec, gname);
+		return n;
+	}
+	if (n != judged->rawlen || memcmp(now_raw, judged->raw, (size_t)judged->rawlen)) {
+		abort_claim(l, rec, gname);
+		if (n == -ENOENT)
+			drop_stray_claim(l, gname, id_tmp);
+		err->msg[0] = 0;
+		return CLAIM_ABORTED;
+	}
+	return CLAIM_WON;
+}
+
+/* Rewrite our own generation rec->gen in place (one whole-record write). */
+static int admin_rewrite(struct lk__lease *l, struct lk__lrec *rec, struct lk_err *err)
+{
+	const struct lk_backend *be = l->st->be;
+	char gname[LK_GEN_NAME_LEN + 1];
+	uint8_t buf[LK_LREC_SIZE];
+	struct lk_bfile *f;
+	int r;
+
+	rec->wall_ns = lk__realtime_ns();
+	lk__lrec_encode(rec, buf);
+	lk__gen_name(gname, rec->gen);
+	r = be->open_record(l->st->bs, l->dir, gname, &f, err);
+	if (r < 0)
+		return r;
+	r = be->write_record(f, buf, sizeof(buf), err);
+	be->close_record(f);
+	return r;
+}
+
+static void admin_pause(void)
+{
+	struct timespec ts = { 0, 5000000 + (long)(lk__random64() % 15000000) };
+
+	nanosleep(&ts, NULL);
+}
+
+int lk__lease_break(struct lk_store *st, const char *name, const char *label, unsigned flags,
+		    struct lk__break_res *ret, struct lk_err *err)
+{
+	struct lk__lease l;
+	struct lk_lock lk;
+	struct lk__lrec rec;
+	struct obs o;
+	int r = CLAIM_LOST;
+
+	admin_init(st, name, label, &l, &lk);
+	ret->mode = LK_MODE_LEASE;
+	ret->exists = 1;
+	for (int attempt = 0; attempt < 10 && r != CLAIM_WON; attempt++) {
+		if (attempt)
+			admin_pause();
+		l.hint_gen = 0;
+		r = observe(&l, &o, err);
+		if (r < 0)
+			return r;
+		ret->old_token = o.gen;
+		ret->old_valid = o.valid;
+		ret->old_state = o.valid ? o.rec.state : 0;
+		memset(&ret->old, 0, sizeof(ret->old));
+		if (o.valid) {
+			lk__label_copy(ret->old.owner, sizeof(ret->old.owner), o.rec.owner);
+			lk__label_copy(ret->old.host, sizeof(ret->old.host), o.rec.host);
+			ret->old.pid = o.rec.pid;
+			ret->old.since_ns = o.rec.since_ns;
+		}
+		if (o.valid &&
+		    (o.rec.state == LK_LSTATE_RELEASED || o.rec.state == LK_LSTATE_ABORTED)) {
+			lk__err_set(err, "lock %s is free (last token %llu): nothing to break", name,
+				    (unsigned long long)o.gen);
+			return -ENOLCK;
+		}
+		if (o.valid && o.rec.state == LK_LSTATE_BROKEN && !(flags & LK__BREAK_NOW)) {
+			lk__err_set(err, "lock %s is already broken (token %llu)", name,
+				    (unsigned long long)o.gen);
+			return -EALREADY;
+		}
+		/*
+		 * The BROKEN record carries the old holder's T and rho, so that
+		 * observers wait out as long as the old holder can still believe
+		 * it holds (an unreadable record: our default T, as an observer
+		 * would). The rest describes the breaker.
+		 */
+		fill_record(&l, &rec, 0);
+		rec.state = LK_LSTATE_BROKEN;
+		if (o.valid && o.rec.ttl_ms)
+			rec.ttl_ms = o.rec.ttl_ms;
+		if (o.valid && o.rec.rho_ppm > rec.rho_ppm)
+			rec.rho_ppm = o.rec.rho_ppm;
+		r = admin_claim(&l, &o, &rec, err);
+		if (r < 0)
+			return r;
+	}
+	if (r != CLAIM_WON) {
+		lk__err_set(err, "lock %s keeps changing hands; try again", name);
+		return -EBUSY;
+	}
+	ret->new_token = rec.gen;
+	ret->wait_ms = (uint64_t)(ttl_up(ms_ns(rec.ttl_ms), rec.rho_ppm) / 1000000);
+	if (flags & LK__BREAK_NOW) {
+		/* our generation, given back at once: waiters take over now */
+		rec.state = LK_LSTATE_RELEASED;
+		r = admin_rewrite(&l, &rec, err);
+		if (r < 0)
+			return r;
+		ret->freed = 1;
+		ret->wait_ms = 0;
+	}
+	return 0;
+}
+
+/* What a lock directory holds, for prune. */
+struct prune_scan {
+	uint64_t tomb;           /* our tombstone generation (0: not yet) */
+	uint64_t *below;         /* generations below tomb (all of them) */
+	size_t n_below, cap;
+	int above;               /* some generation above tomb exists */
+	uint64_t above_gen;      /* the newest of them */
+	char **extra;            /* claimants' temporary files, election values */
+	size_t n_extra, cap_extra;
+	char foreign[LK_NAME_MAX + 1]; /* the first name lockkit does not make */
+	int enomem;
+};
+
+static int prune_ours(const char *name)
+{
+	/* .c.<16 hex>: a claimant's record before its link; v.<20 digits> and
+	 * r.<20 digits>: an election's published value and resignation mark */
+	if (!strncmp(name, ".c.", 3))
+		return strlen(name) == 19;
+	if (!strncmp(name, "v.", 2) || !strncmp(name, "r.", 2))
+		return strlen(name) == 22 && strspn(name + 2, "0123456789") == 20;
+	return 0;
+}
+
+static int prune_collect(const char *name, void *userdata)
+{
+	struct prune_scan *ps = userdata;
+	uint64_t g;
+
+	if (lk__gen_parse(name, &g) == 0) {
+		if (ps->tomb && g > ps->tomb) {
+			if (!ps->above || g > ps->above_gen)
+				ps->above_gen = g;
+			ps->above = 1;
+		} else if (!ps->tomb || g < ps->tomb) {
+			if (ps->n_below == ps->cap) {
+				size_t nc = ps->cap ? ps->cap * 2 : 16;
+				uint64_t *nv = realloc(ps->below, nc * sizeof(*nv));
+
+				if (!nv) {
+					ps->enomem = 1;
+					return 1;
+				}
+				ps->below = nv;
+				ps->cap = nc;
+			}
+			ps->below[ps->n_below++] = g;
+		}
+		return 0;
+	}
+	if (prune_ours(name)) {
+		if (ps->n_extra == ps->cap_extra) {
+			size_t nc = ps->cap_extra ? ps->cap_extra * 2 : 8;
+			char **nv = realloc(ps->extra, nc * sizeof(*nv));
+
+			if (!nv) {
+				ps->enomem = 1;
+				return 1;
+			}
+			ps->extra = nv;
+			ps->cap_extra = nc;
+		}
+		ps->extra[ps->n_extra] = strdup(name);
+		if (!ps->extra[ps->n_extra]) {
+			ps->enomem = 1;
+			return 1;
+		}
+		ps->n_extra++;
+		return 0;
+	}
+	if (!ps->foreign[0])
+		snprintf(ps->foreign, sizeof(ps->foreign), "%s", name);
+	return 0;
+}
+
+static void prune_scan_free(struct prune_scan *ps)
+{
+	for (size_t i = 0; i < ps->n_extra; i++)
+		free(ps->extra[i]);
+	free(ps->extra);
+	free(ps->below);
+	ps->extra = NULL;
+	ps->below = NULL;
+	ps->n_extra = ps->n_below = ps->cap = ps->cap_extra = 0;
+	ps->above = 0;
+	ps->foreign[0] = 0;
+}
+
+static int prune_list(struct lk__lease *l, struct prune_scan *ps, struct lk_err *err)
+{
+	uint64_t tomb = ps->tomb;
+	int r;
+
+	prune_scan_free(ps);
+	ps->tomb = tomb;
+	r = l->st->be->readdir(l->st->bs, l->dir, prune_collect, ps, err);
+	if (ps->enomem)
+		return -ENOMEM;
+	if (r == 0)
+		qsort(ps->below, ps->n_below, sizeof(ps->below[0]), cmp_u64);
+	return r;
+}
+
+/* Delete what the scan found below the tombstone: generations oldest first
+ * (so that what is left is always the newest ones), then the rest. */
+static int prune_delete(struct lk__lease *l, struct prune_scan *ps, struct lk_err *err)
+{
+	const struct lk_backend *be = l->st->be;
+	char path[2 * LK_NAME_MAX + 2], gname[LK_GEN_NAME_LEN + 1];
+	int r;
+
+	for (size_t i = 0; i < ps->n_below; i++) {
+		lk__gen_name(gname, ps->below[i]);
+		snprintf(path, sizeof(path), "%s/%s", l->dir, gname);
+		r = be->unlink(l->st->bs, path, err);
+		if (r < 0 && r != -ENOENT)
+			return r;
+	}
+	for (size_t i = 0; i < ps->n_extra; i++) {
+		snprintf(path, sizeof(path), "%s/%s", l->dir, ps->extra[i]);
+		r = be->unlink(l->st->bs, path, err);
+		if (r < 0 && r != -ENOENT)
+			return r;
+	}
+	return 0;
+}
+
+int lk__lease_prune(struct lk_store *st, const char *name, const char *label,
+		    int64_t older_than_ms, unsigned flags, struct lk__prune_res *ret,
+		    struct lk_err *err)
+{
+	const struct lk_backend *be = st->be;
+	struct prune_scan ps = { 0 };
+	struct lk__seen s = { 0 };
+	struct lk__lease l;
+	struct lk_lock lk;
+	struct lk__lrec rec;
+	struct obs o;
+	char path[LK_NAME_MAX + LK_GEN_NAME_LEN + 2], gname[LK_GEN_NAME_LEN + 1];
+	int64_t when;
+	int r, free_now;
+
+	admin_init(st, name, label, &l, &lk);
+	ret->mode = LK_MODE_LEASE;
+	ret->removed = 0;
+	ret->why[0] = 0;
+
+	/* Only what lockkit makes: anything else stays, with the directory. */
+	r = prune_list(&l, &ps, err);
+	if (r < 0)
+		goto out;
+	if (ps.foreign[0]) {
+		lk__msg_set(ret->why, sizeof(ret->why), "holds %s, which lockkit did not make",
+			    ps.foreign);
+		goto out;
+	}
+	r = observe(&l, &o, err);
+	if (r < 0)
+		goto out;
+	ret->token = o.gen;
+	if (!o.valid) {
+		lk__msg_set(ret->why, sizeof(ret->why),
+			    "newest record unreadable: held by an unknown claimant");
+		goto out;
+	}
+	ret->last_ns = o.rec.wall_ns;
+	if (older_than_ms >= 0 && lk__realtime_ns() - o.rec.wall_ns < ms_ns((uint64_t)older_than_ms)) {
+		lk__msg_set(ret->why, sizeof(ret->why), "active %llds ago",
+			    (long long)((lk__realtime_ns() - o.rec.wall_ns) / 1000000000));
+		goto out;
+	}
+	remember(&l, &s, &o);
+	free_now = judge(&l, &s, &o, &when);
+	if (!free_now && (flags & LK__PRUNE_WAIT) &&
+	    (o.rec.state == LK_LSTATE_BROKEN ||
+	     lk__realtime_ns() - o.rec.wall_ns > ms_ns(o.rec.ttl_ms) + ms_ns(o.rec.ttl_ms) / 10)) {
+		/*
+		 * Looks abandoned by the wall clocks (advisory): watch it as a
+		 * waiter would, and confirm with a look sent T*(1+rho) after
+		 * the first one arrived.
+		 */
+		int64_t d = when - lk__boottime_ns();
+
+		if (d > 0) {
+			struct timespec ts = { d / 1000000000, d % 1000000000 };
+
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+		}
+		r = observe(&l, &o, err);
+		if (r < 0)
+			goto out;
+		free_now = same_as_seen(&s, &o) && judge(&l, &s, &o, &when);
+	}
+	if (!free_now) {
+		lk__msg_set(ret->why, sizeof(ret->why), "%s, token %llu, owner %s, pid %d on %s",
+			    o.valid && o.rec.state == LK_LSTATE_BROKEN ? "broken" : "held",
+			    (unsigned long long)o.gen, o.valid ? o.rec.owner : "?",
+			    o.valid ? (int)o.rec.pid : 0, o.valid ? o.rec.host : "?");
+		goto out;
+	}
+
+	/*
+	 * The tombstone: a HELD record of ours at N+1. From here on nobody
+	 * claims N+1, and N+2 only over a tombstone judged gone (this process
+	 * dead, or silent for T*(1+rho)); whatever happens, nothing above the
+	 * tombstone is ever deleted, so a holder that comes after it keeps its
+	 * directory.
+	 */
+	if (o.valid && o.rec.ttl_ms >= MIN_TTL_MS)
+		l.ttl_ns = ms_ns(o.rec.ttl_ms);
+	fill_record(&l, &rec, 0);
+	r = admin_claim(&l, &o, &rec, err);
+	if (r < 0)
+		goto out;
+	if (r != CLAIM_WON) {
+		lk__msg_set(ret->why, sizeof(ret->why), "taken by someone else meanwhile");
+		r = 0;
+		goto out;
+	}
+	ret->token = rec.gen;
+	ps.tomb = rec.gen;
+	r = prune_list(&l, &ps, err);
+	if (r == 0 && ps.foreign[0]) {
+		lk__msg_set(ret->why, sizeof(ret->why), "holds %s, which lockkit did not make",
+			    ps.foreign);
+		goto give_back;
+	}
+	if (r == 0 && !ps.above)
+		r = prune_delete(&l, &ps, err);
+	if (r < 0)
+		goto give_back;
+	if (ps.above)
+		goto taken;
+
+	/* Everything below the tombstone is gone; now the tombstone, then the
+	 * directory. Stray claims (ABORTED, by claimants paused since they
+	 * judged) and temporary files can still appear: delete them too. */
+	lk__gen_name(gname, rec.gen);
+	snprintf(path, sizeof(path), "%s/%s", name, gname);
+	for (int attempt = 0;; attempt++) {
+		r = prune_list(&l, &ps, err);
+		if (r == -ENOENT) {
+			r = 0;
+			break;
+		}
+		if (r < 0)
+			goto give_back;
+		if (ps.above && attempt == 0)
+			goto taken;
+		if (ps.above) {
+			/*
+			 * Our tombstone is gone, so a claim above it is either
+			 * someone who got past it before (theirs now) or a stray
+			 * that fails its post-claim check, marks itself ABORTED
+			 * and removes itself: wait for that.
+			 */
+			uint8_t raw[LK_LREC_SIZE];
+			struct lk__lrec a;
+			char ap[LK_NAME_MAX + LK_GEN_NAME_LEN + 2], an[LK_GEN_NAME_LEN + 1];
+			int n;
+
+			lk__gen_name(an, ps.above_gen);
+			snprintf(ap, sizeof(ap), "%s/%s", name, an);
+			n = be->read(st->bs, ap, raw, sizeof(raw), NULL, NULL);
+			if (n == (int)sizeof(raw) && lk__lrec_decode(raw, sizeof(raw), &a) == 0 &&
+			    a.state != LK_LSTATE_ABORTED)
+				goto taken;
+			if (attempt >= 50) {
+				lk__err_set(err,
+					    "lock directory %s keeps a stray generation; run lockctl "
+					    "prune again",
+					    name);
+				r = -EBUSY;
+				goto out;
+			}
+			admin_pause();
+			continue;
+		}
+		if (ps.foreign[0]) {
+			lk__msg_set(ret->why, sizeof(ret->why), "holds %s, which lockkit did not make",
+				    ps.foreign);
+			goto give_back;
+		}
+		r = prune_delete(&l, &ps, err);
+		if (r < 0)
+			goto give_back;
+		r = be->unlink(st->bs, path, err);
+		if (r < 0 && r != -ENOENT)
+			goto give_back;
+		r = be->rmdir(st->bs, name, err);
+		if (r == 0 || r == -ENOENT) {
+			r = 0;
+			break;
+		}
+		if ((r != -ENOTEMPTY && r != -EEXIST) || attempt >= 50) {
+			lk__err_set(err,
+				    "lock directory %s was emptied but could not be removed (%s); "
+				    "run lockctl prune again",
+				    name, strerror(-r));
+			goto out;
+		}
+		admin_pause();
+	}
+	ret->removed = 1;
+	goto out;
+
+taken:
+	/* someone claimed past our tombstone (we were slow): theirs now */
+	lk__msg_set(ret->why, sizeof(ret->why), "acquired by someone else during the prune");
+	r = 0;
+	goto out;
+give_back:
+	/* keep the lock usable at once: our tombstone, released */
+	{
+		int r2 = r;
+
+		if (!ret->why[0] && r2 < 0)
+			lk__msg_set(ret->why, sizeof(ret->why), "%s", err->msg);
+		rec.state = LK_LSTATE_RELEASED;
+		admin_rewrite(&l, &rec, NULL);
+		r = r2;
+	}
+out:
+	prune_scan_free(&ps);
+	return r;
 }

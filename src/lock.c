@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "engine.h"
 #include "internal.h"
 
@@ -23,8 +24,13 @@ static int opts_check(const struct lk_lock_opts *o, struct lk_err *err)
 			    o->size);
 		return -EINVAL;
 	}
-	if (o->flags & ~LK_LOCK_SHARED) {
-		lk__err_set(err, "unknown lock flags 0x%x", o->flags & ~LK_LOCK_SHARED);
+	if (o->flags & ~(LK_LOCK_SHARED | LK_LOCK_AUDIT | LK_LOCK_NO_AUDIT)) {
+		lk__err_set(err, "unknown lock flags 0x%x",
+			    o->flags & ~(LK_LOCK_SHARED | LK_LOCK_AUDIT | LK_LOCK_NO_AUDIT));
+		return -EINVAL;
+	}
+	if ((o->flags & LK_LOCK_AUDIT) && (o->flags & LK_LOCK_NO_AUDIT)) {
+		lk__err_set(err, "LK_LOCK_AUDIT and LK_LOCK_NO_AUDIT contradict each other");
 		return -EINVAL;
 	}
 	if (o->mode != LK_MODE_AUTO && o->mode != LK_MODE_KERNEL && o->mode != LK_MODE_LEASE) {
@@ -126,6 +132,8 @@ LK_API int lk_lock_open(struct lk_store *st, const char *name, const struct lk_l
 	lk->st = st;
 	lk->mode = mode;
 	lk->flags = opts->flags;
+	/* decided once: an unaudited acquire makes no extra call */
+	lk->audit = lk__audit_wanted(st, mode, opts->flags);
 	snprintf(lk->name, sizeof(lk->name), "%s", name);
 	lk__label_copy(lk->owner, sizeof(lk->owner),
 		       opts->owner ? opts->owner : program_invocation_short_name);
@@ -147,6 +155,41 @@ fail:
 	return r;
 }
 
+/*
+ * Counting an acquire: a kernel-mode lock taken at the first try reads no
+ * clock before it and counts a wait of 0, so that the fast path pays one
+ * clock read (the start of the hold) and one relaxed increment.
+ */
+static void acquire_done(struct lk_lock *lk, int r, int64_t t0, int64_t t1, int contended)
+{
+	struct lk_store *st = lk->st;
+	int64_t wait = t0 ? t1 - t0 : 0;
+
+	if (r == 0) {
+		lk->t_acquired_ns = t1;
+		if (contended)
+			lk__count(&st->stats.acquires_contended);
+		lk__hist_add(&st->stats.acquire_wait, wait);
+	} else {
+		lk__count(&st->stats.acquire_failures);
+	}
+	if (st->ev_on)
+		lk__emit_lock(lk, r == 0 ? LK_EV_ACQUIRED : LK_EV_ACQUIRE_FAILED,
+			      r == 0 ? atomic_load_explicit(&lk->token, memory_order_relaxed) : 0,
+			      wait, r);
+}
+
+/* A hold ended by release or close (r: what the release said). */
+static void hold_done(struct lk_lock *lk, uint64_t tok, int r)
+{
+	struct lk_store *st = lk->st;
+	int64_t held = lk__monotonic_ns() - lk->t_acquired_ns;
+
+	lk__hist_add(&st->stats.hold, held);
+	if (st->ev_on)
+		lk__emit_lock(lk, LK_EV_RELEASED, tok, held, r);
+}
+
 static int lock_fail(struct lk_lock *lk, const struct lk_err *e, int r)
 {
 	if (e && e->msg[0])
@@ -163,7 +206,8 @@ LK_API int lk_lock_acquire(struct lk_lock *lk, int64_t timeout_ms)
 	struct lk_holder_info who;
 	struct lk_err err;
 	uint64_t tok;
-	int r;
+	int64_t t0, t1;
+	int r, contended = 0;
 
 	if (!lk)
 		return -EINVAL;
@@ -177,12 +221,20 @@ LK_API int lk_lock_acquire(struct lk_lock *lk, int64_t timeout_ms)
 	if (atomic_exchange_explicit(&lk->busy, 1, memory_order_acquire))
 		return lock_fail(lk, NULL, -EBUSY);
 
+	if (st->ev_on)
+		lk__emit_lock(lk, LK_EV_ACQUIRE_ATTEMPT, 0, 0, 0);
+
 	if (lk->mode == LK_MODE_LEASE) {
 		err.msg[0] = 0;
+		lk->contended = 0;
+		t0 = lk__monotonic_ns();
 		r = lk__lease_acquire(lk, timeout_ms, &err);
 		if (r == 0)
 			atomic_store_explicit(&lk->token, lk->lease->gen, memory_order_release);
+		acquire_done(lk, r, t0, lk__monotonic_ns(), lk->contended);
 		atomic_store_explicit(&lk->busy, 0, memory_order_release);
+		if (r == 0 && lk->audit)
+			lk__audit_acquired(lk);
 		return r < 0 ? lock_fail(lk, &err, r) : 0;
 	}
 	who.owner = lk->owner;
@@ -190,22 +242,44 @@ LK_API int lk_lock_acquire(struct lk_lock *lk, int64_t timeout_ms)
 	who.boot_id = st->boot_id;
 	who.pid = st->fg.pid;
 	err.msg[0] = 0;
-	r = st->be->klock_acquire(lk->bk, !!(lk->flags & LK_LOCK_SHARED), timeout_ms, &who,
-				  &lk->waiter, &tok, &err);
+	/* Try once first, to tell an acquire that had to wait from one that
+	 * did not; a timed acquire reads the clock anyway to keep its limit. */
+	t0 = timeout_ms > 0 ? lk__monotonic_ns() : 0;
+	r = st->be->klock_acquire(lk->bk, !!(lk->flags & LK_LOCK_SHARED), 0, &who, &lk->waiter,
+				  &tok, &err);
+	if (r == -EWOULDBLOCK && timeout_ms != 0) {
+		int64_t left = timeout_ms;
+
+		contended = 1;
+		if (!t0)
+			t0 = lk__monotonic_ns();
+		if (timeout_ms > 0) {
+			left = timeout_ms - (lk__monotonic_ns() - t0) / 1000000;
+			if (left < 1)
+				left = 1;
+		}
+		err.msg[0] = 0;
+		r = st->be->klock_acquire(lk->bk, !!(lk->flags & LK_LOCK_SHARED), left, &who,
+					  &lk->waiter, &tok, &err);
+	}
+	t1 = lk__monotonic_ns();
 	if (r == 0)
 		atomic_store_explicit(&lk->token, tok, memory_order_release);
+	if (r == -EALREADY)
+		r = -EBUSY; /* another thread is already waiting on this handle */
+	acquire_done(lk, r, t0, t1, contended);
 	atomic_store_explicit(&lk->busy, 0, memory_order_release);
-	if (r < 0) {
-		if (r == -EALREADY)
-			r = -EBUSY; /* another thread is already waiting on this handle */
+	if (r < 0)
 		return lock_fail(lk, &err, r);
-	}
+	if (lk->audit)
+		lk__audit_acquired(lk);
 	return 0;
 }
 
 LK_API int lk_lock_release(struct lk_lock *lk)
 {
 	struct lk_err err;
+	uint64_t tok;
 	int r;
 
 	if (!lk)
@@ -215,15 +289,26 @@ LK_API int lk_lock_release(struct lk_lock *lk)
 	if (!atomic_load_explicit(&lk->token, memory_order_relaxed))
 		return lock_fail(lk, NULL, -ENOLCK);
 	err.msg[0] = 0;
+	tok = atomic_load_explicit(&lk->token, memory_order_relaxed);
 	if (lk->mode == LK_MODE_LEASE) {
+		struct lk__audit_hold ah;
+
+		if (lk->audit)
+			lk__audit_hold(lk, &ah);
 		r = lk__lease_release(lk, &err);
 		atomic_store_explicit(&lk->token, 0, memory_order_release);
+		hold_done(lk, tok, r);
+		if (lk->audit)
+			lk__audit_released(lk, &ah, r);
 		return r < 0 ? lock_fail(lk, &err, r) : 0;
 	}
 	r = lk->st->be->klock_release(lk->bk, &err);
 	if (r < 0)
 		return lock_fail(lk, &err, r);
 	atomic_store_explicit(&lk->token, 0, memory_order_release);
+	hold_done(lk, tok, 0);
+	if (lk->audit)
+		lk__audit_lock_event(lk, "release", tok, NULL);
 	return 0;
 }
 
@@ -289,13 +374,29 @@ LK_API void lk_lock_close(struct lk_lock *lk)
 		if (lk__forkguard_ok(&lk->st->fg)) {
 			struct lk_err err;
 
-			if (atomic_load(&lk->token))
-				lk__lease_release(lk, &err);
+			uint64_t tok = atomic_load(&lk->token);
+			struct lk__audit_hold ah;
+
+			if (tok && lk->audit)
+				lk__audit_hold(lk, &ah);
+			if (tok) {
+				int r = lk__lease_release(lk, &err);
+
+				hold_done(lk, tok, r);
+				if (lk->audit)
+					lk__audit_released(lk, &ah, r);
+			}
 			lk__lease_close(lk);
 		}
 	} else {
-		if (lk__forkguard_ok(&lk->st->fg) && atomic_load(&lk->token))
-			lk->st->be->klock_release(lk->bk, NULL);
+		uint64_t tok = atomic_load(&lk->token);
+
+		if (lk__forkguard_ok(&lk->st->fg) && tok &&
+		    lk->st->be->klock_release(lk->bk, NULL) == 0) {
+			hold_done(lk, tok, 0);
+			if (lk->audit)
+				lk__audit_lock_event(lk, "release", tok, "closed");
+		}
 		lk->st->be->klock_close(lk->bk);
 	}
 	lk__waiter_destroy(&lk->waiter);
@@ -310,4 +411,90 @@ LK_API const char *lk_lock_errmsg(const struct lk_lock *lk)
 LK_API enum lk_mode lk_lock_mode(const struct lk_lock *lk)
 {
 	return lk ? lk->mode : LK_MODE_AUTO;
+}
+
+/* ------------------------------------------------------------------------
+ * Administration (lockctl break / prune): which mode the name is in decides
+ * who does the work; see lease.c and the backend's klock_prune.
+ */
+
+static int admin_entry(struct lk_store *st, const char *name, struct lk_err *err)
+{
+	if (!st || !name)
+		return -EINVAL;
+	if (!lk__forkguard_ok(&st->fg)) {
+		lk__err_set(err, "store handle was inherited across fork(); open a new one");
+		return -ECHILD;
+	}
+	if (lk_name_valid(name) < 0) {
+		lk__err_set(err, "invalid lock name '%.64s'", name);
+		return -EINVAL;
+	}
+	if (st->opts.flags & LK_STORE_RDONLY) {
+		lk__err_set(err, "store %s was opened read-only", st->path);
+		return -EROFS;
+	}
+	return st->be->entry(st->bs, name, err);
+}
+
+int lk__lock_break(struct lk_store *st, const char *name, const char *label, unsigned flags,
+		   struct lk__break_res *ret, struct lk_err *err)
+{
+	int entry = admin_entry(st, name, err);
+
+	memset(ret, 0, sizeof(*ret));
+	if (entry < 0)
+		return entry;
+	if (entry == LK_ENTRY_NONE) {
+		ret->mode = LK_MODE_AUTO;
+		lk__err_set(err, "lock %s was never used: nothing to break", name);
+		return -ENOLCK;
+	}
+	if (entry == LK_ENTRY_KERNEL) {
+		ret->mode = LK_MODE_KERNEL;
+		ret->exists = 1;
+		lk__err_set(err,
+			    "lock %s is a kernel-mode lock: it cannot be broken. The kernel frees "
+			    "it the moment its holder exits, so stop (or kill) the holder instead",
+			    name);
+		return -EOPNOTSUPP;
+	}
+	return lk__lease_break(st, name, label, flags, ret, err);
+}
+
+int lk__lock_prune(struct lk_store *st, const char *name, const char *label,
+		   int64_t older_than_ms, unsigned flags, struct lk__prune_res *ret,
+		   struct lk_err *err)
+{
+	int entry = admin_entry(st, name, err), r;
+
+	memset(ret, 0, sizeof(*ret));
+	if (entry < 0)
+		return entry;
+	if (entry == LK_ENTRY_NONE) {
+		lk__msg_set(ret->why, sizeof(ret->why), "gone already");
+		return 0;
+	}
+	if (entry == LK_ENTRY_KERNEL) {
+		ret->mode = LK_MODE_KERNEL;
+		if (!st->be->klock_prune) {
+			lk__err_set(err, "the %s backend cannot remove kernel-mode locks",
+				    st->be->name);
+			return -EOPNOTSUPP;
+		}
+		r = st->be->klock_prune(st->bs, name, older_than_ms, &ret->token, &ret->last_ns,
+					ret->why, sizeof(ret->why), err);
+		if (r < 0)
+			return r;
+		ret->removed = r == 1;
+		return 0;
+	}
+	r = lk__lease_prune(st, name, label, older_than_ms, flags, ret, err);
+	if (r == -ENOENT) {
+		/* removed by someone else (another prune) while we looked */
+		lk__msg_set(ret->why, sizeof(ret->why), "gone already");
+		err->msg[0] = 0;
+		r = 0;
+	}
+	return r;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "audit.h"
 #include "engine.h"
 #include "internal.h"
 
@@ -22,9 +23,12 @@ static const struct lk_backend *const backends[] = {
 
 static int opts_check(const struct lk_store_opts *o, struct lk_err *err)
 {
-	const uint32_t known = LK_STORE_NOCREATE | LK_STORE_RDONLY | LK_STORE_EXTERNAL_ENGINE;
+	const uint32_t known = LK_STORE_NOCREATE | LK_STORE_RDONLY | LK_STORE_EXTERNAL_ENGINE |
+			       LK_STORE_NO_AUDIT;
 
-	if (o->size < sizeof(struct lk_store_opts) || o->size > 4096) {
+	/* callers built before the observability fields pass their size */
+	if ((o->size != LK__STORE_OPTS_V0 && o->size < sizeof(struct lk_store_opts)) ||
+	    o->size > 4096) {
 		lk__err_set(err, "lk_store_opts.size is %u; initialise with LK_STORE_OPTS_INIT",
 			    o->size);
 		return -EINVAL;
@@ -91,7 +95,11 @@ LK_API int lk_store_open_err(const char *url, const struct lk_store_opts *opts,
 		goto fail;
 	}
 	st->be = be;
-	st->opts = *opts;
+	/* only what the caller's version of the struct has; the rest stays 0 */
+	memcpy(&st->opts, opts,
+	       opts->size < sizeof(st->opts) ? opts->size : sizeof(st->opts));
+	st->opts.size = sizeof(st->opts);
+	lk__events_init(st);
 	if (!st->opts.wait_signal)
 		st->opts.wait_signal = SIGRTMAX - 2;
 	st->url = strdup(url);
@@ -118,6 +126,11 @@ LK_API int lk_store_open_err(const char *url, const struct lk_store_opts *opts,
 	r = be->store_open(&u->url, &st->opts, &st->bs, &err);
 	if (r < 0)
 		goto fail;
+	r = lk__audit_open(st, &st->audit);
+	if (r < 0) {
+		be->store_close(st->bs);
+		goto fail;
+	}
 	free(u);
 	*ret = st;
 	return 0;
@@ -146,10 +159,13 @@ LK_API void lk_store_close(struct lk_store *st)
 	if (st->engine && lk__forkguard_ok(&st->fg) && lk__engine_free(st->engine) < 0) {
 		/* storage I/O is stuck in a worker that still uses the backend:
 		 * leave both allocated rather than free what it may touch */
+		lk__log(st, LK_LOG_WARNING, "store %s: closed with storage I/O still stuck; "
+					     "its memory is left allocated", st->path);
 		st->bs = NULL;
 	}
 	if (st->bs)
 		st->be->store_close(st->bs);
+	lk__audit_free(st->audit);
 	lk__forkguard_free(&st->fg);
 	free(st->url);
 	free(st->path);
@@ -273,7 +289,8 @@ LK_API int lk_store_list(struct lk_store *st, lk_list_fn fn, void *userdata)
 		store_fail(st, &err, r);
 		goto out;
 	}
-	qsort(l.v, l.n, sizeof(*l.v), cmp_names);
+	if (l.n > 1)
+		qsort(l.v, l.n, sizeof(*l.v), cmp_names);
 	for (size_t i = 0; i < l.n; i++) {
 		r = fn(l.v[i], userdata);
 		if (r)

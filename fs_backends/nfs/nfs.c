@@ -399,8 +399,15 @@ static void decode(struct req *rq, void *data)
 			break;
 		memcpy(rq->verf, r->READDIRPLUS3res_u.resok.cookieverf, sizeof(rq->verf));
 		rq->eof = (int)r->READDIRPLUS3res_u.resok.reply.eof;
-		for (entryplus3 *e = r->READDIRPLUS3res_u.resok.reply.entries; e;
-		     e = e->nextentry) {
+		/*
+		 * libnfs's decoder places entries at 4-byte alignment, so
+		 * each one is copied out before its 8-byte members are read.
+		 */
+		for (const entryplus3 *p = r->READDIRPLUS3res_u.resok.reply.entries; p;) {
+			entryplus3 ent, *e = &ent;
+
+			memcpy(&ent, p, sizeof(ent));
+			p = ent.nextentry;
 			size_t n = strlen(e->name);
 			struct dent *d = calloc(1, sizeof(*d) + n + 1);
 
@@ -2084,6 +2091,159 @@ static void nfsb_close_record(struct lk_bfile *bf)
 	free(bf);
 }
 
+/* ------------------------------------------------------------------------
+ * Audit files (src/audit.c): each process writes its own file at offsets it
+ * tracks. NFSv3 has no append (libnfs emulates O_APPEND with a GETATTR and
+ * a WRITE, which two clients can interleave), so none is attempted. Writes
+ * are UNSTABLE and never committed: a server crash can lose the last lines,
+ * which an audit log can afford and a lease record cannot.
+ */
+
+/* The handle of audit file path: kept, created (offset 0), or looked up. */
+static int audit_handle(struct nfs_store *ns, const char *path, int create, struct fh *ret)
+{
+	struct cent *c = cache_get(ns, path);
+	const char *leaf;
+	struct fh dir;
+	struct args a;
+	struct req *rq = NULL;
+	int r;
+
+	if (c && !c->isdir) {
+		*ret = c->fh;
+		return 0;
+	}
+	if (!create) {
+		r = lookup_path(ns, path, &rq);
+		if (r == 0 && rq->attr.type != NF3REG)
+			r = -EBADMSG;
+		if (r == 0)
+			*ret = rq->fh;
+		req_free(rq);
+		return r;
+	}
+	r = parent_of(ns, path, &dir, &leaf);
+	if (r < 0)
+		return r;
+	memset(&a, 0, sizeof(a));
+	a.u.create.where.dir = fh_to3(&dir);
+	a.u.create.where.name = (char *)leaf;
+	/* UNCHECKED without a size: an existing file is opened, not truncated */
+	a.u.create.how.mode = UNCHECKED;
+	a.u.create.how.createhow3_u.obj_attributes.mode.set_it = 1;
+	a.u.create.how.createhow3_u.obj_attributes.mode.set_mode3_u.mode = ns->file_mode;
+	r = call(ns, OP_CREATE, &a, &rq);
+	if (r == 0 && rq->have_attr && rq->attr.type != NF3REG)
+		r = -EBADMSG;
+	if (r == 0 && rq->have_fh) {
+		cache_put(ns, path, &rq->fh, rq->have_attr ? &rq->attr : NULL, 0);
+		*ret = rq->fh;
+		req_free(rq);
+		return 0;
+	}
+	req_free(rq);
+	if (r < 0)
+		return r;
+	return audit_handle(ns, path, 0, ret); /* no handle in the reply */
+}
+
+static int write_at_once(struct nfs_store *ns, const char *path, uint64_t offset,
+			 const void *buf, size_t len)
+{
+	for (int attempt = 0;; attempt++) {
+		struct args a;
+		struct req *rq = NULL;
+		struct fh fh;
+		int r = audit_handle(ns, path, offset == 0, &fh);
+
+		if (r < 0)
+			return r;
+		memset(&a, 0, sizeof(a));
+		a.u.write.file = fh_to3(&fh);
+		a.u.write.offset = offset;
+		a.u.write.count = (count3)len;
+		a.u.write.stable = UNSTABLE;
+		a.u.write.data.data_len = (u_int)len;
+		a.u.write.data.data_val = (char *)buf;
+		r = call(ns, OP_WRITE, &a, &rq);
+		if (r == 0)
+			r = (int)(rq->count <= len ? rq->count : len);
+		req_free(rq);
+		if (r != -ESTALE || attempt)
+			return r;
+		/* removed by a clean-up: look the name up once more */
+		cache_drop(ns, path);
+	}
+}
+
+static int nfsb_write_at(struct lk_bstore *bs, const char *path, uint64_t offset,
+			 const void *buf, size_t len, struct lk_err *err)
+{
+	struct nfs_store *ns = (struct nfs_store *)bs;
+	int r;
+
+	if (len > NFS_MAX_IO)
+		return -EFBIG;
+	CALL_BEGIN(ns);
+	r = STALE_RETRY(ns, write_at_once(ns, path, offset, buf, len));
+	if (r == -EBADMSG)
+		lk__err_set(err, "%s is not a regular file", path);
+	else
+		r = fail_with(ns, r, err, "cannot write", path);
+	CALL_END(ns);
+	return r;
+}
+
+static int read_at_once(struct nfs_store *ns, const char *path, uint64_t offset, void *buf,
+			size_t len)
+{
+	for (int attempt = 0;; attempt++) {
+		struct args a;
+		struct req *rq = NULL;
+		struct fh fh;
+		int r = audit_handle(ns, path, 0, &fh);
+
+		if (r < 0)
+			return r;
+		memset(&a, 0, sizeof(a));
+		a.rdlen = len;
+		a.u.read.file = fh_to3(&fh);
+		a.u.read.offset = offset;
+		a.u.read.count = (count3)len;
+		r = call(ns, OP_READ, &a, &rq);
+		if (r == 0 && rq->have_attr && rq->attr.type != NF3REG)
+			r = -EBADMSG;
+		if (r == 0) {
+			r = (int)rq->datalen;
+			memcpy(buf, rq->data, rq->datalen);
+		}
+		req_free(rq);
+		if (r != -ESTALE || attempt)
+			return r;
+		cache_drop(ns, path);
+	}
+}
+
+static int nfsb_read_at(struct lk_bstore *bs, const char *path, uint64_t offset, void *buf,
+			size_t len, struct lk_err *err)
+{
+	struct nfs_store *ns = (struct nfs_store *)bs;
+	int r;
+
+	if (len > NFS_MAX_IO)
+		len = NFS_MAX_IO;
+	CALL_BEGIN(ns);
+	r = STALE_RETRY(ns, read_at_once(ns, path, offset, buf, len));
+	if (r == -EISDIR || r == -EINVAL)
+		r = -EBADMSG;
+	if (r == -EBADMSG)
+		lk__err_set(err, "%s is not a regular file", path);
+	else
+		r = fail_with(ns, r, err, "cannot read", path);
+	CALL_END(ns);
+	return r;
+}
+
 /* RPC requests the backend has sent on the store's connection. */
 uint64_t lk__nfs_calls(struct lk_bstore *bs)
 {
@@ -2137,4 +2297,6 @@ const struct lk_backend lk__nfs_backend = {
 	.watch = NULL,
 	.renew_start = nfsb_renew_start,
 	.service = nfsb_service,
+	.write_at = nfsb_write_at,
+	.read_at = nfsb_read_at,
 };

@@ -189,6 +189,8 @@ static int dir_name_ok(const char *name)
 {
 	if (lk_name_valid(name) == 0)
 		return 1;
+	if (!strcmp(name, ".audit"))
+		return 1; /* the audit log's directory (src/audit.c) */
 	if (strncmp(name, ".n.", 3) || !name[3])
 		return 0;
 	for (const char *p = name + 3; *p; p++)
@@ -487,7 +489,7 @@ static int posix_klock_open(struct lk_bstore *bs, const char *name, struct lk_bk
 	struct posix_klock *k;
 	struct stat st;
 	ssize_t n;
-	int r;
+	int r, gone = 0;
 
 	if (ps->rdonly) {
 		lk__err_set(err, "store %s was opened read-only", ps->path);
@@ -504,6 +506,7 @@ static int posix_klock_open(struct lk_bstore *bs, const char *name, struct lk_bk
 	k->fd = -1;
 	snprintf(k->name, sizeof(k->name), "%s", name);
 
+again:
 	k->fd = SYS.openat(ps->dfd, name,
 			   O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
 			   ps->file_mode);
@@ -530,6 +533,13 @@ static int posix_klock_open(struct lk_bstore *bs, const char *name, struct lk_bk
 		lk__err_set(err, "lock %s is not a regular file", name);
 		r = -EINVAL;
 		goto fail;
+	}
+	if (st.st_nlink == 0 && ++gone < 100) {
+		/* removed by lockctl prune between our open and now: the name
+		 * stands for a new file (or nothing) already */
+		SYS.close(k->fd);
+		k->fd = -1;
+		goto again;
 	}
 	if (st.st_nlink != 1) {
 		lk__err_set(err, "lock file %s has %lu hard links; refusing it", name,
@@ -584,6 +594,59 @@ fail:
 	return r;
 }
 
+/*
+ * Removing a lock file safely (lockctl prune, posix_klock_prune below). The
+ * unlink race (see the top of this file) is closed from both ends: prune
+ * removes a file only while it holds the lock itself, and writes a mark into
+ * the page (in the zero area after the header, which readers ignore) before
+ * it unlinks. Whoever gets the lock on that file afterwards, a waiter that
+ * was blocked on it or a handle opened before, holds a file that no longer
+ * has a name, while a newcomer creates a new one: two holders, unless every
+ * acquisition looks for the mark. The look is a read of the mapped page, no
+ * system call, so the fast path stays as it is; finding the mark, the
+ * acquirer unlocks, opens the name again (creating the file if need be) and
+ * starts over.
+ */
+#define PRUNED_OFF 64
+static const uint8_t pruned_mark[8] = { 'L', 'K', 'P', 'R', 'U', 'N', 'E', 'D' };
+
+/* 1 if the file k has just locked was removed by a prune. */
+static int klock_pruned(struct posix_klock *k)
+{
+	struct posix_store *ps = (struct posix_store *)k->base.bs;
+	struct stat a, b;
+
+	if (memcmp(k->map + PRUNED_OFF, pruned_mark, sizeof(pruned_mark)))
+		return 0;
+	if (SYS.fstat(k->fd, &a) < 0 || a.st_nlink == 0)
+		return 1;
+	if (SYS.fstatat(ps->dfd, k->name, &b, AT_SYMLINK_NOFOLLOW) < 0 || a.st_dev != b.st_dev ||
+	    a.st_ino != b.st_ino)
+		return 1;
+	/* still the file of that name: a prune that failed or died before its
+	 * unlink left the mark; we hold the lock, so no prune runs now */
+	memset(k->map + PRUNED_OFF, 0, sizeof(pruned_mark));
+	return 0;
+}
+
+/* Open the lock's name again in place of a pruned file. */
+static int klock_reopen(struct posix_klock *k, struct lk_err *err)
+{
+	struct lk_bklock *nb;
+	struct posix_klock *n;
+	int r = posix_klock_open(k->base.bs, k->name, &nb, err);
+
+	if (r < 0)
+		return r;
+	n = (struct posix_klock *)nb;
+	SYS.munmap(k->map, LK_KFILE_SIZE);
+	SYS.close(k->fd);
+	k->fd = n->fd;
+	k->map = n->map;
+	free(n);
+	return 0;
+}
+
 static int posix_klock_acquire(struct lk_bklock *bk, int shared, int64_t timeout_ms,
 			       const struct lk_holder_info *who, struct lk__waiter *waiter,
 			       uint64_t *ret_token, struct lk_err *err)
@@ -595,9 +658,11 @@ static int posix_klock_acquire(struct lk_bklock *bk, int shared, int64_t timeout
 	int64_t now;
 	int idx, sync, r;
 
-	int64_t t0 = shared && timeout_ms > 0 ? lk__monotonic_ns() : 0;
+	int64_t t0 = timeout_ms > 0 ? lk__monotonic_ns() : 0, t_left = timeout_ms;
+	int reopened = 0;
 
-	r = ofd_lock(k->fd, shared ? F_RDLCK : F_WRLCK, 0, timeout_ms, waiter);
+again:
+	r = ofd_lock(k->fd, shared ? F_RDLCK : F_WRLCK, 0, t_left, waiter);
 	if (r == -EBUSY)
 		lk__err_set(err,
 			    "the program has its own handler for signal %d, which lockkit uses to "
@@ -605,6 +670,23 @@ static int posix_klock_acquire(struct lk_bklock *bk, int shared, int64_t timeout
 			    waiter->signo);
 	if (r < 0)
 		return r;
+	if (k->map[PRUNED_OFF] && klock_pruned(k)) {
+		ofd_unlock(k->fd, 0);
+		if (++reopened > 1000) {
+			lk__err_set(err, "lock %s keeps being removed under this acquisition",
+				    k->name);
+			return -EBUSY;
+		}
+		r = klock_reopen(k, err);
+		if (r < 0)
+			return r;
+		if (timeout_ms > 0) {
+			t_left = timeout_ms - (lk__monotonic_ns() - t0) / 1000000;
+			if (t_left < 1)
+				t_left = 1;
+		}
+		goto again;
+	}
 	if (shared) {
 		/*
 		 * Other shared holders may be writing the record: take byte 1.
@@ -796,6 +878,121 @@ static int posix_klock_status(struct lk_bstore *bs, const char *name, struct lk_
 		lk__err_set(err, "lock %s is held but its record cannot be read", name);
 		r = -EBADMSG;
 	}
+out:
+	SYS.close(fd);
+	return r;
+}
+
+/*
+ * lockctl prune, kernel mode: remove a lock file nobody holds. Everything
+ * happens under the file's own lock, taken without waiting, so no holder can
+ * exist meanwhile; the name must still lead to the file locked (nothing was
+ * swapped in); the mark goes into the page before the unlink, so that
+ * waiters and idle handles of this file open the name again when they get
+ * the lock (klock_pruned() above). Closing the descriptor at the end drops
+ * the lock.
+ */
+static int posix_klock_prune(struct lk_bstore *bs, const char *name, int64_t older_than_ms,
+			     uint64_t *ret_token, int64_t *ret_last_ns, char *why, size_t why_len,
+			     struct lk_err *err)
+{
+	static const uint8_t zero[sizeof(pruned_mark)];
+	struct posix_store *ps = (struct posix_store *)bs;
+	uint8_t file[LK_KFILE_READ_SIZE];
+	struct lk__krec rec;
+	struct stat st, now;
+	int64_t last;
+	ssize_t n;
+	int fd, r;
+
+	if (ps->rdonly) {
+		lk__err_set(err, "store %s was opened read-only", ps->path);
+		return -EROFS;
+	}
+	if (lk_name_valid(name) < 0) {
+		lk__err_set(err, "invalid lock name");
+		return -EINVAL;
+	}
+	fd = SYS.openat(ps->dfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0);
+	if (fd < 0) {
+		r = -errno;
+		if (r == -ENOENT) {
+			snprintf(why, why_len, "gone already");
+			return 0;
+		}
+		if (r == -ELOOP) {
+			lk__err_set(err, "lock %s is a symbolic link; refusing to follow it", name);
+			return -EINVAL;
+		}
+		lk__err_set(err, "cannot open lock %s: %s", name, strerror(-r));
+		return r;
+	}
+	r = 0;
+	if (SYS.fstat(fd, &st) < 0) {
+		r = -errno;
+		lk__err_set(err, "cannot stat lock %s: %s", name, strerror(-r));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		snprintf(why, why_len, "not a plain lock file (type or hard links)");
+		goto out;
+	}
+	r = trusted(ps, "lock file", name, &st, err);
+	if (r < 0)
+		goto out;
+	if (st.st_size != LK_KFILE_SIZE) {
+		snprintf(why, why_len, "being created, or not a lockkit lock file");
+		goto out;
+	}
+	r = ofd_lock(fd, F_WRLCK, 0, 0, NULL);
+	if (r == 0)
+		r = ofd_lock(fd, F_WRLCK, 1, 0, NULL);
+	if (r == -EWOULDBLOCK) {
+		snprintf(why, why_len, "held");
+		r = 0;
+		goto out;
+	}
+	if (r < 0) {
+		lk__err_set(err, "cannot lock %s: %s", name, strerror(-r));
+		goto out;
+	}
+	if (SYS.fstatat(ps->dfd, name, &now, AT_SYMLINK_NOFOLLOW) < 0 || now.st_dev != st.st_dev ||
+	    now.st_ino != st.st_ino) {
+		snprintf(why, why_len, "replaced meanwhile");
+		goto out;
+	}
+	n = SYS.pread(fd, file, sizeof(file), 0);
+	if (n < (ssize_t)sizeof(file) || lk__kfile_header_check(file, sizeof(file)) < 0) {
+		snprintf(why, why_len, "not a lockkit lock file");
+		goto out;
+	}
+	last = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if (lk__kfile_pick(file, sizeof(file), &rec) >= 0) {
+		*ret_token = rec.token;
+		if (rec.since_ns > last)
+			last = rec.since_ns;
+	}
+	*ret_last_ns = last;
+	if (older_than_ms >= 0 && realtime_ns() - last < older_than_ms * 1000000) {
+		snprintf(why, why_len, "used %llds ago",
+			 (long long)((realtime_ns() - last) / 1000000000));
+		goto out;
+	}
+	if (SYS.pwrite(fd, pruned_mark, sizeof(pruned_mark), PRUNED_OFF) !=
+	    (ssize_t)sizeof(pruned_mark)) {
+		r = errno ? -errno : -EIO;
+		lk__err_set(err, "cannot mark lock %s: %s", name, strerror(-r));
+		goto out;
+	}
+	if (SYS.unlinkat(ps->dfd, name, 0) < 0) {
+		r = -errno;
+		lk__err_set(err, "cannot remove lock %s: %s", name, strerror(-r));
+		if (SYS.pwrite(fd, zero, sizeof(zero), PRUNED_OFF) < 0) {
+			/* the next acquirer finds the name still there and clears it */
+		}
+		goto out;
+	}
+	r = 1;
 out:
 	SYS.close(fd);
 	return r;
@@ -1250,6 +1447,96 @@ static void posix_close_record(struct lk_bfile *f)
 	free(f);
 }
 
+/*
+ * Audit files (src/audit.c): one pwrite at the writer's own offset, never
+ * O_APPEND, since the same files may be written over NFS where appending
+ * is not atomic. Only offset 0 may create the file: a file removed by the
+ * audit log's clean-up must not come back with a hole at its start.
+ */
+static int posix_write_at(struct lk_bstore *bs, const char *path, uint64_t offset,
+			  const void *buf, size_t len, struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct stat st;
+	struct at a;
+	ssize_t n;
+	int fd, r = at_open(ps, path, &a, err);
+
+	if (r < 0)
+		return r;
+	fd = SYS.openat(a.dfd, a.base,
+			O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY |
+				(offset == 0 ? O_CREAT : 0),
+			ps->file_mode);
+	if (fd < 0) {
+		r = -errno;
+		if (r != -ENOENT)
+			lk__err_set(err, "cannot open %s: %s", path, strerror(-r));
+		goto out;
+	}
+	if (SYS.fstat(fd, &st) < 0) {
+		r = -errno;
+		lk__err_set(err, "cannot stat %s: %s", path, strerror(-r));
+	} else if (!S_ISREG(st.st_mode)) {
+		lk__err_set(err, "%s is not a regular file", path);
+		r = -EBADMSG;
+	} else {
+		if (offset == 0)
+			share(ps, fd, 0);
+		n = SYS.pwrite(fd, buf, len, (off_t)offset);
+		r = n < 0 ? -errno : (int)n;
+		if (r < 0)
+			lk__err_set(err, "cannot write %s: %s", path, strerror(-r));
+	}
+	SYS.close(fd);
+out:
+	at_close(&a);
+	return r;
+}
+
+static int posix_read_at(struct lk_bstore *bs, const char *path, uint64_t offset, void *buf,
+			 size_t len, struct lk_err *err)
+{
+	struct posix_store *ps = (struct posix_store *)bs;
+	struct stat st;
+	struct at a;
+	ssize_t n;
+	int fd, r = at_open(ps, path, &a, err);
+
+	if (r < 0)
+		return r;
+	if (len > INT_MAX)
+		len = INT_MAX;
+	fd = SYS.openat(a.dfd, a.base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY,
+			0);
+	if (fd < 0) {
+		r = -errno;
+		if (r == -ELOOP) {
+			lk__err_set(err, "%s is a symbolic link; refusing to follow it", path);
+			r = -EBADMSG;
+		} else if (r != -ENOENT) {
+			lk__err_set(err, "cannot open %s: %s", path, strerror(-r));
+		}
+		goto out;
+	}
+	if (SYS.fstat(fd, &st) < 0) {
+		r = -errno;
+		lk__err_set(err, "cannot stat %s: %s", path, strerror(-r));
+	} else if (!S_ISREG(st.st_mode)) {
+		lk__err_set(err, "%s is not a regular file", path);
+		r = -EBADMSG;
+	} else {
+		n = SYS.pread(fd, buf, len, (off_t)offset);
+		r = n < 0 ? -errno : (int)n;
+		if (r < 0)
+			lk__err_set(err, "cannot read %s: %s", path, strerror(-r));
+	}
+	SYS.close(fd);
+out:
+	at_close(&a);
+	return r;
+}
+
 static int posix_watch(struct lk_bstore *bs, const char *path, struct lk_err *err)
 {
 	struct posix_store *ps = (struct posix_store *)bs;
@@ -1299,4 +1586,7 @@ const struct lk_backend lk__posix_backend = {
 	.write_record = posix_write_record,
 	.close_record = posix_close_record,
 	.watch = posix_watch,
+	.write_at = posix_write_at,
+	.read_at = posix_read_at,
+	.klock_prune = posix_klock_prune,
 };

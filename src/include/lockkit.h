@@ -80,10 +80,22 @@ struct lk_lock;
  * Stores
  */
 
+struct lk_event;
+/* Observability callbacks; see "Events, statistics and logging" below. */
+typedef void (*lk_event_fn)(const struct lk_event *ev, void *userdata);
+typedef void (*lk_log_fn)(int level, const char *msg, void *userdata);
+
 /* lk_store_opts.flags */
 #define LK_STORE_NOCREATE (1u << 0) /* fail with -ENOENT if the store is missing */
 #define LK_STORE_RDONLY (1u << 1)   /* observe only: no acquire, nothing created */
 #define LK_STORE_EXTERNAL_ENGINE (1u << 2) /* the caller drives the heartbeat engine */
+/* Write no audit log lines through this handle, whatever its locks ask for.
+ * The audit log (docs/protocol.md, "Audit log") is a history of acquire,
+ * release, lost, break and elect events kept in <store>/.audit/; lease-mode
+ * locks write it by default, kernel-mode locks when opened with
+ * LK_LOCK_AUDIT. A failed audit write never fails the lock operation: the
+ * operation's result stands and lk_lock_errmsg() says what went wrong. */
+#define LK_STORE_NO_AUDIT (1u << 4)
 
 struct lk_store_opts {
 	uint32_t size;       /* sizeof(struct lk_store_opts); set by the initializer */
@@ -91,12 +103,22 @@ struct lk_store_opts {
 	uint32_t dir_mode;   /* mode for a store directory created by open (0700) */
 	uint32_t file_mode;  /* mode for lock files (0600) */
 	int wait_signal;     /* signal that interrupts a timed wait; 0: SIGRTMAX - 2 */
+	/* Observability (see "Events, statistics and logging" below); a caller
+	 * built before these fields existed passes a smaller size and gets
+	 * none of them. */
+	lk_event_fn on_event; /* NULL: no events */
+	void *event_userdata; /* passed to on_event */
+	lk_log_fn on_log;     /* NULL: no log lines */
+	void *log_userdata;   /* passed to on_log */
+	int log_level;        /* most verbose LK_LOG_* passed to on_log; 0: LK_LOG_INFO */
 };
 
 #define LK_STORE_OPTS_INIT                                                     \
 	{                                                                          \
 		.size = sizeof(struct lk_store_opts), .flags = 0, .dir_mode = 0700,    \
-		.file_mode = 0600, .wait_signal = 0                                    \
+		.file_mode = 0600, .wait_signal = 0, .on_event = NULL,                 \
+		.event_userdata = NULL, .on_log = NULL, .log_userdata = NULL,          \
+		.log_level = 0                                                         \
 	}
 
 /*
@@ -173,6 +195,15 @@ enum lk_mode {
 
 /* lk_lock_opts.flags */
 #define LK_LOCK_SHARED (1u << 0) /* a shared (read) lock instead of an exclusive one */
+/* Audit log (see LK_STORE_NO_AUDIT): record this lock's events, also in
+ * kernel mode, where it is off by default (an audited kernel-mode acquire
+ * or release costs a few more syscalls; without it, none). */
+#define LK_LOCK_AUDIT (1u << 2)
+/* Record none of this lock's events, also in lease mode. Without either
+ * flag, LOCKKIT_AUDIT=1 (or 0) in the environment turns the log on (or
+ * off) for every mode. Both flags at once: -EINVAL. Accepted in
+ * lk_election_opts.flags too. */
+#define LK_LOCK_NO_AUDIT (1u << 3)
 
 #define LK_OWNER_MAX 63 /* longest owner label kept, in bytes */
 
@@ -394,7 +425,7 @@ typedef void (*lk_leader_change_fn)(struct lk_election *e, const struct lk_leade
 
 struct lk_election_opts {
 	uint32_t size;       /* sizeof(struct lk_election_opts); set by the initializer */
-	uint32_t flags;      /* none defined yet: 0 */
+	uint32_t flags;      /* LK_LOCK_AUDIT or LK_LOCK_NO_AUDIT, or 0 */
 	enum lk_mode mode;   /* LK_MODE_*, as for lk_lock_opts */
 	const char *id;      /* this candidate's id, at most LK_OWNER_MAX bytes
 			      * (NULL: "HOST:PID") */
@@ -540,6 +571,152 @@ LK_API int lk_election_watch_fd(const struct lk_election_watch *w);
 LK_API void lk_election_watch_close(struct lk_election_watch *w);
 /* A static name for an event type ("elected", "resigned", ...). */
 LK_API const char *lk_election_event_name(enum lk_election_event_type type);
+
+/* ------------------------------------------------------------------------
+ * Events, statistics and logging
+ *
+ * Each store counts what its handles do (lk_store_stats(), always on) and,
+ * when lk_store_opts.on_event or .on_log is set, reports every event as it
+ * happens: a typed struct lk_event to on_event, a human-readable line to
+ * on_log. Both see the same events; on_log also gets warnings that are not
+ * events (a store closed with storage I/O still stuck, say).
+ *
+ * Which thread calls the callbacks:
+ *  - acquire, release, claim race, expiry observed, elected and resigned:
+ *    the thread that called lk_lock_acquire(), lk_lock_release(),
+ *    lk_lock_close(), lk_election_campaign() or lk_election_resign(),
+ *    inside that call;
+ *  - renewals and lost leases, and demotions caused by them: the store's
+ *    heartbeat engine thread (or, with LK_STORE_EXTERNAL_ENGINE, the thread
+ *    inside lk_store_engine_process()), with no lock of the library held. A
+ *    demotion noticed first by lk_election_check() is reported there.
+ * Callbacks of one store can therefore run concurrently in several threads.
+ * Each event is reported just after it happened, so the seq numbers order
+ * the events of one thread exactly, but across threads they follow the
+ * reports: a waiter woken by a release may report its acquire before the
+ * releasing thread reports the release.
+ *
+ * A callback must return quickly: renewal events hold up the next round of
+ * the heartbeat engine, which renews every lease of the store. It must not
+ * call anything that blocks on a handle of the same store (acquire, release,
+ * close, campaign, resign, lk_store_close()); lk_lock_token(),
+ * lk_lock_check(), lk_lock_remaining_ms(), lk_store_stats() and
+ * lk_event_name() are fine. struct lk_event and the message are valid only
+ * during the call.
+ */
+
+enum lk_event_type {
+	LK_EV_ACQUIRE_ATTEMPT = 1, /* lk_lock_acquire() starts */
+	LK_EV_ACQUIRED = 2,        /* duration: time spent in the acquire */
+	LK_EV_ACQUIRE_FAILED = 3,  /* duration: as above; error: what it returned */
+	LK_EV_RELEASED = 4,        /* duration: time held; error: -ENOLCK if the lease
+				    * had been lost before the release */
+	LK_EV_RENEWED = 5,         /* duration: renewal latency, send to completion */
+	LK_EV_RENEW_LATE = 6,      /* a renewal that counted, but completed more than
+				    * half a renewal interval after it was due */
+	LK_EV_RENEW_FAILED = 7,    /* error: -EIO, -ETIMEDOUT (storage did not answer,
+				    * or answered after the deadline)... */
+	LK_EV_LOST = 8,            /* error: -ETIMEDOUT (not renewed in time) or -ESTALE
+				    * (broken or taken over); duration: time held */
+	LK_EV_CLAIM_RACE_LOST = 9, /* lease mode: another claimant won the generation;
+				    * token: that generation */
+	LK_EV_ELECTED = 10,        /* duration: from campaign start to elected */
+	LK_EV_DEMOTED = 11,        /* leadership ended other than by resign; error: the
+				    * reason as for on_demoted; duration: term length */
+	LK_EV_RESIGNED = 12,       /* duration: term length */
+	LK_EV_EXPIRY_OBSERVED = 13, /* lease mode: an acquire judged the holder's lease
+				     * over and is about to claim; token: the expired
+				     * generation; duration: how long it watched it
+				     * unchanged; error: 0, or -ESRCH when the holder was
+				     * seen dead on this host */
+};
+
+struct lk_event {
+	uint32_t size;           /* sizeof(struct lk_event) of the library */
+	enum lk_event_type type;
+	uint64_t seq;            /* per store, from 1, in the order of the reports */
+	const char *name;        /* the lock's (or election's) name */
+	enum lk_mode mode;       /* LK_MODE_KERNEL or LK_MODE_LEASE */
+	int shared;              /* 1 for a shared kernel-mode lock */
+	uint64_t token;          /* the hold's (or term's) token; 0 if none */
+	int64_t duration_ns;     /* see the type; 0 when none applies */
+	int error;               /* 0 or a negative errno value */
+	int64_t mono_ns;         /* when, CLOCK_MONOTONIC */
+	int64_t wall_ns;         /* when, CLOCK_REALTIME (for humans) */
+	struct lk_lock *lock;    /* the handle, NULL when it is already gone */
+};
+
+/* A static name for an event type ("acquired", "renew_late", ...); "unknown"
+ * for anything else. Never NULL. */
+LK_API const char *lk_event_name(enum lk_event_type type);
+
+/* lk_store_opts.log_level and on_log's level: syslog's numbers. Acquire
+ * attempts, renewals on time and claim races are DEBUG; acquisitions,
+ * releases, elections, resignations and observed expiries INFO; late or
+ * failed renewals and demotions WARNING; lost leases ERR. */
+#define LK_LOG_ERR 3
+#define LK_LOG_WARNING 4
+#define LK_LOG_INFO 6
+#define LK_LOG_DEBUG 7
+
+/*
+ * Histograms: fixed buckets for every duration, so that they can be added
+ * up across processes and exported as Prometheus histograms. The upper
+ * bounds go 1, 2.5, 5 per decade from 100 us to 100 s (see lk_hist_le_us());
+ * the last bucket takes everything above. buckets[i] counts observations in
+ * bucket i alone (not cumulative).
+ */
+#define LK_HIST_BUCKETS 20
+
+struct lk_hist {
+	uint64_t count;
+	uint64_t sum_ns;
+	uint64_t buckets[LK_HIST_BUCKETS];
+};
+
+/* Upper bound of bucket i in microseconds (inclusive); UINT64_MAX for the
+ * last bucket and for i out of range. */
+LK_API uint64_t lk_hist_le_us(unsigned i);
+
+/*
+ * Counters since the store was opened, over all its handles. Every counter
+ * is updated with relaxed atomics by whichever thread saw the event, so a
+ * snapshot taken while others work is a little ragged (a count may run one
+ * ahead of its histogram) but every value only grows.
+ */
+struct lk_store_stats {
+	uint32_t size;                /* sizeof(struct lk_store_stats); the caller sets it */
+	uint64_t acquires;            /* successful acquires */
+	uint64_t acquire_failures;    /* acquires that returned an error, -EWOULDBLOCK,
+				       * -ETIMEDOUT and -ECANCELED included */
+	uint64_t acquires_contended;  /* successful acquires that found the lock held
+				       * and had to wait */
+	uint64_t releases;            /* holds ended by release or close */
+	uint64_t renewals_ok;         /* renewals on time */
+	uint64_t renewals_late;       /* renewals that counted but were late */
+	uint64_t renewals_failed;     /* renewals that did not count */
+	uint64_t lost;                /* leases lost */
+	uint64_t claim_races_lost;
+	uint64_t expiries_observed;
+	uint64_t terms;               /* leadership terms begun */
+	uint64_t demotions;
+	uint64_t resignations;
+	struct lk_hist acquire_wait;  /* successful acquires: time in lk_lock_acquire()
+				       * (a kernel-mode lock taken at the first try
+				       * counts as 0: no clock is read for it) */
+	struct lk_hist hold;          /* time from acquired to released (lost leases
+				       * too, at their release) */
+	struct lk_hist renewal;       /* latency of every completed renewal */
+	struct lk_hist leadership;    /* length of ended terms */
+	struct lk_hist election;      /* campaign start to elected */
+};
+
+/*
+ * Copy the store's counters to *ret (ret->size set by the caller; a smaller
+ * size from an older caller gets the fields that fit). -EINVAL for a NULL
+ * argument or a size too small for the counters.
+ */
+LK_API int lk_store_stats(const struct lk_store *st, struct lk_store_stats *ret);
 
 /* ------------------------------------------------------------------------
  * Helpers shared with tools

@@ -329,6 +329,88 @@ static void test_stopped_holder(void **state)
 }
 
 /* ------------------------------------------------------------------------
+ * Short timed acquires add up
+ */
+
+static void plain_holder_child(int rx, int tx, void *arg)
+{
+	struct lk_store *st = lh_store_open(store);
+	struct lk_lock *lk = lh_lease_open(st, NAME, 1000, NULL);
+
+	(void)arg;
+	if (lk_lock_acquire(lk, LH_SAFETY_MS) < 0)
+		lh_child_fail(__FILE__, __LINE__, "acquire: %s", lk_lock_errmsg(lk));
+	lh_send(tx, lk_lock_token(lk));
+	lh_expect(rx, 60000);
+	lk_lock_close(lk);
+	lk_store_close(st);
+}
+
+/* Acquire with 150 ms timeouts, one after the other, until one succeeds. */
+static void short_waits_child(int rx, int tx, void *arg)
+{
+	struct lk_store *st = lh_store_open(store);
+	struct lk_lock *lk = lh_lease_open(st, NAME, 1000, NULL);
+	int64_t t0 = lh_boot_ns(), end = lh_boot_ms() + LH_SAFETY_MS;
+	uint64_t tries = 0;
+	int r;
+
+	(void)arg;
+	do {
+		tries++;
+		r = lk_lock_acquire(lk, 150);
+		if (r < 0 && r != -ETIMEDOUT)
+			lh_child_fail(__FILE__, __LINE__, "acquire: %s", lk_lock_errmsg(lk));
+	} while (r < 0 && lh_boot_ms() < end);
+	lh_send(tx, (uint64_t)(int64_t)r);
+	lh_send(tx, tries);
+	lh_send(tx, (uint64_t)(lh_boot_ns() - t0));
+	lh_send(tx, lk_lock_token(lk));
+	lh_expect(rx, 60000);
+	if (r == 0)
+		CHILD_EQ(lk_lock_release(lk), 0);
+	lk_lock_close(lk);
+	lk_store_close(st);
+}
+
+/*
+ * A caller that polls with short timeouts must still take over a lease
+ * whose holder went silent: what one attempt saw, and since when, counts
+ * for the next. Each attempt alone is far shorter than T*(1+rho).
+ */
+static void test_short_timeouts_add_up(void **state)
+{
+	struct lh_child h, w;
+	uint64_t tok_h, tries, took, tok_w;
+	int64_t r;
+
+	(void)state;
+	lh_store_dir(store, sizeof(store), "short");
+	lh_spawn(&h, plain_holder_child, NULL);
+	tok_h = lh_expect(h.rx, LH_SAFETY_MS);
+	assert_int_equal(kill(h.pid, SIGSTOP), 0);
+
+	lh_spawn(&w, short_waits_child, NULL);
+	r = (int64_t)lh_expect(w.rx, LH_SAFETY_MS + 5000);
+	tries = lh_expect(w.rx, LH_SAFETY_MS);
+	took = lh_expect(w.rx, LH_SAFETY_MS);
+	tok_w = lh_expect(w.rx, LH_SAFETY_MS);
+	if (r != 0)
+		fail_msg("%llu timed acquires of 150 ms over %llu ms never took over the silent "
+		         "lease: %s",
+		         (unsigned long long)tries, (unsigned long long)(took / 1000000),
+		         lk_strerror((int)r));
+	assert_true(tries > 1);
+	assert_true(tok_w > tok_h);
+	/* and not before the stopped holder's lease ran out */
+	assert_true(took >= 1000 * 1000000ull * 9 / 10);
+	lh_send(w.tx, 1);
+	assert_int_equal(lh_reap(&w, LH_SAFETY_MS), 0);
+	assert_int_equal(kill(h.pid, SIGKILL), 0);
+	lh_reap_now(&h);
+}
+
+/* ------------------------------------------------------------------------
  * Release wakes a waiter
  */
 
@@ -406,6 +488,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_kill_same_host, lh_teardown),
 		cmocka_unit_test_teardown(test_kill_foreign, lh_teardown),
 		cmocka_unit_test_teardown(test_stopped_holder, lh_teardown),
+		cmocka_unit_test_teardown(test_short_timeouts_add_up, lh_teardown),
 		cmocka_unit_test_teardown(test_release_wakes_waiter, lh_teardown),
 	};
 	int r = lh_helper_main(argc, argv);

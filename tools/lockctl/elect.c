@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "guard.h"
+#include "obs.h"
 
 const char *const usage_elect =
 	"Usage: lockctl [-S STORE] elect NAME [OPTIONS] [--] COMMAND [ARG...]\n"
@@ -51,6 +52,10 @@ const char *const usage_elect =
 	"      --kill-after D      lease mode: on demotion COMMAND's group gets SIGTERM\n"
 	"                          at the deadline and SIGKILL D later (default and\n"
 	"                          maximum: half the margin before anyone may take over)\n"
+	"      --metrics-textfile PATH  keep this candidate's counters (terms,\n"
+	"                          election and leadership durations, renewals,\n"
+	"                          losses) in PATH in the Prometheus text format,\n"
+	"                          rewritten atomically every 2s and at each change\n"
 	"      --grace D           after COMMAND exits, how long its leftover\n"
 	"                          processes get between SIGTERM and SIGKILL (1s)\n"
 	"\n"
@@ -159,6 +164,10 @@ static void parse_elect(struct elect_opts *eo, int argc, char **argv)
 		} else if ((v = opt_val(a, "--kill-after", argc, argv, &i))) {
 			parse_duration_arg("--kill-after", v, &o->kill_after_ms);
 			o->kill_after_set = 1;
+		} else if ((v = opt_val(a, "--metrics-textfile", argc, argv, &i))) {
+			if (!*v)
+				die_usage("--metrics-textfile needs a PATH");
+			o->metrics_textfile = v;
 		} else if ((v = opt_val(a, "--grace", argc, argv, &i))) {
 			parse_duration_arg("--grace", v, &o->grace_ms);
 		} else if ((v = opt_val(a, "--wait", argc, argv, &i)) ||
@@ -228,6 +237,7 @@ int cmd_elect(struct ctx *c, int argc, char **argv)
 	struct sup s = { 0 };
 	struct lk_store *st = NULL;
 	struct lk_election *e = NULL;
+	struct run_metrics m = { 0 };
 	char abs[PATH_MAX + 8];
 	const char *store_env = c->store;
 	int r, rc, lease;
@@ -236,6 +246,14 @@ int cmd_elect(struct ctx *c, int argc, char **argv)
 	rc = open_store(c, 0, &st);
 	if (rc)
 		return rc;
+	m.path = o->metrics_textfile;
+	m.name = o->name;
+	m.st = st;
+	m.election = 1;
+	if (m.path) {
+		s.tick = run_metrics_tick;
+		s.tick_ud = &m;
+	}
 	if (guard_init(&s, o) < 0 || pipe2(rs.lostfd, O_CLOEXEC | O_NONBLOCK) < 0) {
 		errline("%s: %s", o->name, strerror(errno));
 		lk_store_close(st);
@@ -304,12 +322,17 @@ int cmd_elect(struct ctx *c, int argc, char **argv)
 		if (lease)
 			lk_election_set_pid(e, s.g);
 		r = lk_election_campaign(e, eo.value, eo.value ? strlen(eo.value) : 0, o->wait_ms);
+		/* the campaign may have reopened the lock (lease mode) */
+		m.lk = lk_election_lock(e);
+		m.leading = r == 0;
+		run_metrics_write(&m);
 		if (r < 0) {
 			rc = elect_fail(e, o, r);
 			guard_stop(&s);
 			break;
 		}
 		rc = guard_supervise(&s, lk_election_lock(e), &rs);
+		m.leading = 0;
 		if (rc != EXIT_LOST || s.stop_signal) {
 			/* COMMAND is done and everything it started is dead */
 			if (lk_election_resign(e) < 0 && lease && rc != EXIT_LOST) {
@@ -326,6 +349,7 @@ int cmd_elect(struct ctx *c, int argc, char **argv)
 		}
 		errline("%s: demoted; campaigning again", o->name);
 	}
+	run_metrics_write(&m);
 	lk_election_close(e);
 	lk_store_close(st);
 	return rc;

@@ -508,7 +508,14 @@ int guard_supervise(struct sup *s, struct lk_lock *lk, struct run_state *rs)
 					 { s->msgp[0], POLLIN, 0 },
 					 { lease ? rs->lostfd[0] : -1, POLLIN, 0 } };
 		int timeout = lease ? (int)(lp.renew_ms / 2 ? lp.renew_ms / 2 : 1) : -1;
+		int was_lost = lost;
 
+		if (s->tick) {
+			int t = s->tick(s->tick_ud, 0);
+
+			if (t >= 0 && (timeout < 0 || t < timeout))
+				timeout = t;
+		}
 		if (poll(pfd, 3, timeout) < 0 && errno != EINTR)
 			break;
 		if (lease && !lost) {
@@ -536,6 +543,8 @@ int guard_supervise(struct sup *s, struct lk_lock *lk, struct run_state *rs)
 			while (read(rs->lostfd[0], b, sizeof(b)) > 0)
 				;
 		}
+		if (s->tick && lost != was_lost)
+			s->tick(s->tick_ud, 1);
 		if (pfd[1].revents) {
 			struct msg m;
 

@@ -34,6 +34,7 @@ struct run_opts {
 	const char *owner;
 	int quiet;
 	uint64_t grace_ms;
+	const char *metrics_textfile; /* --metrics-textfile PATH, or NULL */
 };
 
 /*
@@ -59,6 +60,11 @@ struct sup {
 	pid_t g;
 	struct shared_state *sh;
 	int stop_signal; /* the last SIGTERM, SIGINT, SIGHUP or SIGQUIT forwarded */
+	/* Called by guard_supervise() on every wake-up (force: the lease was
+	 * just lost); returns the ms until it wants to run again, -1: never.
+	 * NULL: none. (--metrics-textfile) */
+	int (*tick)(void *ud, int force);
+	void *tick_ud;
 };
 
 struct run_state {

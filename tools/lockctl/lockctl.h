@@ -19,7 +19,15 @@
 struct ctx {
 	const char *store;   /* as given or defaulted */
 	int store_is_default;
+	int verbose;         /* -v: events as lines on stderr (-vv: debug too) */
+	int log_json;        /* --log-json: events as JSON lines on stderr */
 };
+
+/* obs.c: -v and --log-json, installed on every store lockctl opens */
+void log_setup(const struct ctx *c, struct lk_store_opts *o);
+/* metrics.c: write a file atomically (temporary file, fsync, rename);
+ * 0 or an exit status */
+int textfile_write(const char *path, void (*fill)(FILE *f, const void *ud), const void *ud);
 
 /* util.c */
 /* The lock a command is about: error lines name it once it is known. */
@@ -46,6 +54,9 @@ int cmd_metrics(struct ctx *c, int argc, char **argv);
 int cmd_elect(struct ctx *c, int argc, char **argv);
 int cmd_leader(struct ctx *c, int argc, char **argv);
 int cmd_watch(struct ctx *c, int argc, char **argv);
+int cmd_break(struct ctx *c, int argc, char **argv);
+int cmd_prune(struct ctx *c, int argc, char **argv);
+int cmd_log(struct ctx *c, int argc, char **argv);
 
 extern const char *const usage_run;
 extern const char *const usage_status;
@@ -55,5 +66,8 @@ extern const char *const usage_metrics;
 extern const char *const usage_elect;
 extern const char *const usage_leader;
 extern const char *const usage_watch;
+extern const char *const usage_break;
+extern const char *const usage_prune;
+extern const char *const usage_log;
 
 #endif

@@ -13,7 +13,7 @@
 #include "lockctl.h"
 
 static const char usage_main[] =
-	"Usage: lockctl [-S STORE] COMMAND [ARGS...]\n"
+	"Usage: lockctl [-S STORE] [-v] [--log-json] COMMAND [ARGS...]\n"
 	"\n"
 	"Locks with fencing tokens between processes, on one host or on shared storage.\n"
 	"\n"
@@ -26,11 +26,20 @@ static const char usage_main[] =
 	"  elect NAME [OPTIONS] [--] COMMAND [ARG...]  lead election NAME, run COMMAND while leading\n"
 	"  leader NAME [--json]                        show the leader of election NAME\n"
 	"  watch NAME [--json] [--count N]             print election NAME's events as they happen\n"
+	"  log [NAME] [--json] [--since DURATION]      the audit log, merged across hosts\n"
+	"  break NAME --force [--reason T] [--now]     end a lease by administrative action\n"
+	"  prune [--older-than DURATION]               remove lock entries nobody holds\n"
 	"\n"
 	"Options:\n"
 	"  -S, --store STORE   the store: a directory or file:///dir URL. Default:\n"
 	"                      $LOCKCTL_STORE, else /run/lockkit for root,\n"
 	"                      else /tmp/lockkit-$UID\n"
+	"      --audit         record kernel-mode locks in the audit log too\n"
+	"                      (sets LOCKKIT_AUDIT=1, which COMMAND inherits)\n"
+	"      --no-audit      record nothing in the audit log (LOCKKIT_AUDIT=0)\n"
+	"  -v, --verbose       print what the library does (acquired, renewed late,\n"
+	"                      lost...) as lines on stderr; -vv adds debug lines\n"
+	"      --log-json      print the same events as JSON lines on stderr\n"
 	"  -h, --help          this help; 'lockctl COMMAND --help' for a command\n"
 	"  -V, --version       print the version\n"
 	"\n"
@@ -70,6 +79,15 @@ int main(int argc, char **argv)
 			store = a + 8;
 		} else if (!strncmp(a, "-S", 2) && a[2]) {
 			store = a + 2;
+		} else if (!strcmp(a, "--audit") || !strcmp(a, "--no-audit")) {
+			/* the library reads it when a lock is opened */
+			setenv("LOCKKIT_AUDIT", a[2] == 'a' ? "1" : "0", 1);
+		} else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+			c.verbose++;
+		} else if (!strcmp(a, "-vv")) {
+			c.verbose += 2;
+		} else if (!strcmp(a, "--log-json")) {
+			c.log_json = 1;
 		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			fputs(usage_main, stdout);
 			return 0;
@@ -113,6 +131,12 @@ int main(int argc, char **argv)
 		return cmd_leader(&c, argc, argv);
 	if (!strcmp(cmd, "watch"))
 		return cmd_watch(&c, argc, argv);
+	if (!strcmp(cmd, "log"))
+		return cmd_log(&c, argc, argv);
+	if (!strcmp(cmd, "break"))
+		return cmd_break(&c, argc, argv);
+	if (!strcmp(cmd, "prune"))
+		return cmd_prune(&c, argc, argv);
 	if (!strcmp(cmd, "help")) {
 		if (argc > 0 && !strcmp(argv[0], "run"))
 			fputs(usage_run, stdout);
@@ -130,6 +154,12 @@ int main(int argc, char **argv)
 			fputs(usage_leader, stdout);
 		else if (argc > 0 && !strcmp(argv[0], "watch"))
 			fputs(usage_watch, stdout);
+		else if (argc > 0 && !strcmp(argv[0], "log"))
+			fputs(usage_log, stdout);
+		else if (argc > 0 && !strcmp(argv[0], "break"))
+			fputs(usage_break, stdout);
+		else if (argc > 0 && !strcmp(argv[0], "prune"))
+			fputs(usage_prune, stdout);
 		else
 			fputs(usage_main, stdout);
 		return 0;

@@ -220,8 +220,13 @@ static void expose(FILE *f, const struct scan *sc)
 	}
 }
 
-/* Write to a temporary file beside path, then rename it over path. */
-static int write_textfile(const char *path, const struct scan *sc)
+/*
+ * Write what fill prints to a temporary file beside path, sync it, then
+ * rename it over path: a reader sees the old file or the new one, never
+ * half of one, even across a crash. Shared with "run" and "elect"
+ * --metrics-textfile. 0, or an exit status after an error line.
+ */
+int textfile_write(const char *path, void (*fill)(FILE *f, const void *ud), const void *ud)
 {
 	char tmp[PATH_MAX];
 	FILE *f;
@@ -231,6 +236,8 @@ static int write_textfile(const char *path, const struct scan *sc)
 		errline("metrics: %s: path too long", path);
 		return EXIT_USAGE;
 	}
+	/* a leftover of a writer killed between create and rename */
+	unlink(tmp);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0 || !(f = fdopen(fd, "w"))) {
 		errline("metrics: cannot create %s: %s", tmp, strerror(errno));
@@ -238,7 +245,7 @@ static int write_textfile(const char *path, const struct scan *sc)
 			close(fd);
 		return EXIT_IOERR;
 	}
-	expose(f, sc);
+	fill(f, ud);
 	bad = fflush(f) != 0 || fsync(fd) != 0;
 	bad |= fclose(f) != 0;
 	if (bad || rename(tmp, path) < 0) {
@@ -247,6 +254,11 @@ static int write_textfile(const char *path, const struct scan *sc)
 		return EXIT_IOERR;
 	}
 	return 0;
+}
+
+static void expose_scan(FILE *f, const void *ud)
+{
+	expose(f, ud);
 }
 
 int cmd_metrics(struct ctx *c, int argc, char **argv)
@@ -282,7 +294,7 @@ int cmd_metrics(struct ctx *c, int argc, char **argv)
 		}
 	}
 	if (textfile) {
-		rc = write_textfile(textfile, &sc);
+		rc = textfile_write(textfile, expose_scan, &sc);
 	} else {
 		expose(stdout, &sc);
 		rc = fflush(stdout) ? EXIT_IOERR : 0;

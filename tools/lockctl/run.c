@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "guard.h"
+#include "obs.h"
 
 const char *const usage_run =
 	"Usage: lockctl [-S STORE] run NAME [OPTIONS] [--] COMMAND [ARG...]\n"
@@ -45,6 +46,10 @@ const char *const usage_run =
 	"      --grace D               after COMMAND exits, how long its leftover\n"
 	"                              processes get between SIGTERM and SIGKILL (1s)\n"
 	"  -q, --quiet                 say nothing when the lock is busy\n"
+	"      --metrics-textfile PATH keep this run's counters (acquire wait, hold\n"
+	"                              time, renewals, losses) in PATH in the\n"
+	"                              Prometheus text format, rewritten atomically\n"
+	"                              every 2s and when the state changes\n"
 	"  -o, --close                 accepted for flock(1) compatibility: the lock's\n"
 	"                              descriptor is never passed to COMMAND\n"
 	"\n"
@@ -156,6 +161,11 @@ static int parse_long(struct run_opts *o, const char *a, const char *next)
 	} else if (!strcmp(key, "--grace")) {
 		NEED_VAL();
 		parse_duration_arg(key, val, &o->grace_ms);
+	} else if (!strcmp(key, "--metrics-textfile")) {
+		NEED_VAL();
+		if (!*val)
+			die_usage("--metrics-textfile needs a PATH");
+		o->metrics_textfile = val;
 	} else if (!strcmp(key, "--quiet")) {
 		NO_VAL();
 		o->quiet = 1;
@@ -233,7 +243,8 @@ static const char *prescan_name(int argc, char **argv)
 {
 	static const char *const with_value[] = { "--wait", "--timeout", "--conflict-exit-code",
 						  "--command", "--mode", "--ttl", "--owner",
-						  "--grace", "--kill-after", NULL };
+						  "--grace", "--kill-after", "--metrics-textfile",
+						  NULL };
 
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
@@ -343,6 +354,7 @@ int cmd_run(struct ctx *c, int argc, char **argv)
 	struct sup s = { 0 };
 	struct lk_store *st = NULL;
 	struct lk_lock *lk = NULL;
+	struct run_metrics m = { 0 };
 	char abs[PATH_MAX + 8];
 	const char *store_env = c->store;
 	int r, rc;
@@ -351,6 +363,9 @@ int cmd_run(struct ctx *c, int argc, char **argv)
 	rc = open_store(c, 0, &st);
 	if (rc)
 		return rc;
+	m.path = o.metrics_textfile;
+	m.name = o.name;
+	m.st = st;
 
 	if (o.owner) {
 		lo.owner = o.owner;
@@ -433,7 +448,9 @@ int cmd_run(struct ctx *c, int argc, char **argv)
 		}
 	}
 
+	m.lk = lk;
 	r = lk_lock_acquire(lk, o.nonblock ? 0 : o.wait_ms);
+	run_metrics_write(&m);
 	if (r < 0) {
 		if (r == -EWOULDBLOCK || r == -ETIMEDOUT) {
 			report_busy(st, &o, r);
@@ -448,12 +465,19 @@ int cmd_run(struct ctx *c, int argc, char **argv)
 		return rc;
 	}
 
+	if (m.path) {
+		s.tick = run_metrics_tick;
+		s.tick_ud = &m;
+	}
 	rc = guard_supervise(&s, lk, &rs);
 
 	if (lk_lock_release(lk) < 0 && rc != EXIT_LOST && lk_lock_mode(lk) == LK_MODE_LEASE) {
 		errline("%s: %s", o.name, lk_lock_errmsg(lk));
 		rc = EXIT_LOST;
 	}
+	/* a textfile that cannot be written is said on stderr; the exit
+	 * status stays COMMAND's */
+	run_metrics_write(&m);
 	lk_lock_close(lk);
 	lk_store_close(st);
 	return rc;

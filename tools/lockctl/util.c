@@ -116,6 +116,7 @@ int open_store(struct ctx *c, int readonly, struct lk_store **ret)
 	}
 	if (readonly)
 		o.flags |= LK_STORE_RDONLY;
+	log_setup(c, &o);
 	r = lk_store_open_err(c->store, &o, ret, msg, sizeof(msg));
 	if (r == -ENOENT && readonly)
 		return 0; /* nothing was ever locked there */

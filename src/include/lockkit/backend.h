@@ -188,6 +188,39 @@ struct lk_backend {
 	int (*renew_start)(struct lk_bfile *f, const void *buf, size_t len, const char *probe,
 			   int64_t deadline_ns, lk_renew_done_fn done, void *arg);
 	int64_t (*service)(struct lk_bstore *bs, int *ret_fd, short *ret_events);
+
+	/*
+	 * Optional: files written a line at a time (the audit log, src/audit.c).
+	 * Neither the lock nor the lease protocol uses them; NULL makes the audit
+	 * log unavailable on the store, nothing else.
+	 *
+	 * write_at writes len bytes at offset of path in one request (one
+	 * pwrite, one NFS WRITE) and returns the byte count (a short count is
+	 * possible) or -errno. At offset 0 the file is created if missing, with
+	 * the store's file mode; at any other offset a missing file is -ENOENT
+	 * (the writer then starts a new file rather than leave a hole). Nothing
+	 * is synced: the bytes may be lost with the host or the server.
+	 * read_at reads up to len bytes at offset (0 at the end of the file).
+	 * Neither follows symbolic links; a path that is not a regular file is
+	 * -EBADMSG.
+	 */
+	int (*write_at)(struct lk_bstore *bs, const char *path, uint64_t offset, const void *buf,
+			size_t len, struct lk_err *err);
+	int (*read_at)(struct lk_bstore *bs, const char *path, uint64_t offset, void *buf,
+		       size_t len, struct lk_err *err);
+
+	/*
+	 * Optional: remove kernel-mode lock file name if nobody holds it and,
+	 * when older_than_ms >= 0, its last acquisition is at least that old
+	 * (lockctl prune). Waiters and idle handles of the removed file must
+	 * find out at their next acquisition and open the name again
+	 * (docs/protocol.md, section 26a). Returns 1 removed, 0 kept (why
+	 * says why), or -errno; *ret_token and *ret_last_ns (CLOCK_REALTIME)
+	 * describe the last acquisition when known. NULL: -EOPNOTSUPP.
+	 */
+	int (*klock_prune)(struct lk_bstore *bs, const char *name, int64_t older_than_ms,
+			   uint64_t *ret_token, int64_t *ret_last_ns, char *why, size_t why_len,
+			   struct lk_err *err);
 };
 
 #ifdef __cplusplus

@@ -1,0 +1,451 @@
+// SPDX-License-Identifier: MIT
+/*
+ * lockctl prune removes what nobody holds and keeps what somebody does, in
+ * both modes, and never lets a removal give a lock two holders: a handle
+ * opened before the removal, or a waiter blocked on the removed file, finds
+ * out when it gets the lock and uses the name afresh (a test of the
+ * acquire side on its own, with the prune held inside its unlink), and
+ * processes acquiring in a loop while prunes run against them never
+ * overlap, checked by an occupancy word in shared memory that does not use
+ * the library.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "internal.h"
+#include "sys.h"
+
+static char buf[65536];
+
+static struct lk_store *store_open(struct tc *t)
+{
+	struct lk_store_opts o = LK_STORE_OPTS_INIT;
+	struct lk_store *st = NULL;
+
+	assert_int_equal(lk_store_open(t->store, &o, &st), 0);
+	return st;
+}
+
+static int entry_exists(struct tc *t, const char *name)
+{
+	char p[2 * TC_DIR_MAX];
+	struct stat s;
+
+	snprintf(p, sizeof(p), "%s/%s", t->store, name);
+	return lstat(p, &s) == 0;
+}
+
+/* The line of the prune output about name. */
+static const char *line_for(const char *out, const char *verb, const char *name)
+{
+	char want[256];
+
+	snprintf(want, sizeof(want), "%s %s (", verb, name);
+	return strstr(out, want);
+}
+
+static void test_prune_kernel(void **state)
+{
+	struct tc *t = *state;
+	pid_t h;
+
+	assert_int_equal(tc_run(t, "r", TC_ARGV("run", "--mode", "kernel", "k1", "--", "true")), 0);
+	h = tc_hold(t, "k2", NULL, "k2.ready");
+	assert_true(h > 0);
+	assert_int_equal(tc_run(t, "p", TC_ARGV("prune")), 0);
+	assert_true(tc_read(t, "p.out", buf, sizeof(buf)) > 0);
+	print_message("%s", buf);
+	assert_non_null(line_for(buf, "removed", "k1"));
+	assert_non_null(strstr(buf, "kept k2 (kernel mode): held"));
+	assert_non_null(strstr(buf, "prune: 1 removed, 1 kept"));
+	assert_false(entry_exists(t, "k1"));
+	assert_true(entry_exists(t, "k2"));
+	/* the holder is untouched, and the removed name works again */
+	assert_true(tc_alive(h));
+	assert_int_equal(tc_run(t, "r2", TC_ARGV("run", "-n", "k2", "--", "true")), 1);
+	assert_int_equal(tc_run(t, "r3", TC_ARGV("run", "k1", "--", "true")), 0);
+	tc_unhold(h);
+}
+
+static void test_prune_lease(void **state)
+{
+	struct tc *t = *state;
+	struct lk_status s = { .size = sizeof(s) }, s2 = { .size = sizeof(s2) };
+	struct lk_store *st;
+	char obj[1024], v[64], p[2 * TC_DIR_MAX];
+	uint64_t old_token;
+	pid_t h;
+	int fd;
+
+	assert_int_equal(tc_run(t, "r1", TC_ARGV("run", "--ttl=2s", "l1", "--", "true")), 0);
+	assert_int_equal(tc_run(t, "r3", TC_ARGV("run", "--ttl=2s", "l3", "--", "true")), 0);
+	snprintf(p, sizeof(p), "%s/l3/notes.txt", t->store);
+	fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	h = tc_hold(t, "l2", "--ttl=2s", "l2.ready");
+	assert_true(h > 0);
+	st = store_open(t);
+	assert_int_equal(lk_lock_status(st, "l1", &s), 0);
+	old_token = s.token;
+	assert_int_equal(lk_lock_status(st, "l2", &s2), 0);
+
+	assert_int_equal(tc_run(t, "p", TC_ARGV("prune", "--json")), 0);
+	assert_true(tc_read(t, "p.out", buf, sizeof(buf)) > 0);
+	print_message("%s", buf);
+	assert_int_equal(tc_json_object(buf, "l1", obj, sizeof(obj)), 0);
+	assert_int_equal(tc_json_member(obj, "removed", v, sizeof(v)), 0);
+	assert_string_equal(v, "true");
+	assert_int_equal(tc_json_member(obj, "mode", v, sizeof(v)), 0);
+	assert_string_equal(v, "\"lease\"");
+	assert_int_equal(tc_json_object(buf, "l2", obj, sizeof(obj)), 0);
+	assert_int_equal(tc_json_member(obj, "removed", v, sizeof(v)), 0);
+	assert_string_equal(v, "false");
+	assert_non_null(strstr(obj, "held"));
+	assert_int_equal(tc_json_object(buf, "l3", obj, sizeof(obj)), 0);
+	assert_int_equal(tc_json_member(obj, "removed", v, sizeof(v)), 0);
+	assert_string_equal(v, "false");
+	assert_non_null(strstr(obj, "notes.txt"));
+	assert_false(entry_exists(t, "l1"));
+	assert_true(entry_exists(t, "l2"));
+	assert_true(entry_exists(t, "l3/notes.txt"));
+
+	/* the holder still holds, with the same token, and renews */
+	tc_sleep_ms(700);
+	memset(&s, 0, sizeof(s));
+	s.size = sizeof(s);
+	assert_int_equal(lk_lock_status(st, "l2", &s), 0);
+	assert_true(s.held && !s.broken);
+	assert_int_equal(s.token, s2.token);
+	assert_true(tc_alive(h));
+	/* the removed lock is made anew, with higher tokens */
+	assert_int_equal(tc_run(t, "r4", TC_ARGV("run", "--ttl=2s", "l1", "--", "true")), 0);
+	memset(&s, 0, sizeof(s));
+	s.size = sizeof(s);
+	assert_int_equal(lk_lock_status(st, "l1", &s), 0);
+	assert_true(s.token > old_token);
+	lk_store_close(st);
+	tc_unhold(h);
+}
+
+static void test_prune_older_than(void **state)
+{
+	struct tc *t = *state;
+
+	assert_int_equal(tc_run(t, "r1", TC_ARGV("run", "--mode", "kernel", "k", "--", "true")), 0);
+	assert_int_equal(tc_run(t, "r2", TC_ARGV("run", "--ttl=2s", "l", "--", "true")), 0);
+	assert_int_equal(tc_run(t, "p1", TC_ARGV("prune", "--older-than", "1h")), 0);
+	assert_true(tc_read(t, "p1.out", buf, sizeof(buf)) > 0);
+	print_message("%s", buf);
+	assert_non_null(strstr(buf, "kept k (kernel mode): used"));
+	assert_non_null(strstr(buf, "kept l (lease mode): active"));
+	assert_true(entry_exists(t, "k") && entry_exists(t, "l"));
+	tc_sleep_ms(1100);
+	assert_int_equal(tc_run(t, "p2", TC_ARGV("prune", "--older-than=1s")), 0);
+	assert_true(tc_read(t, "p2.out", buf, sizeof(buf)) > 0);
+	assert_non_null(line_for(buf, "removed", "k"));
+	assert_non_null(line_for(buf, "removed", "l"));
+	assert_false(entry_exists(t, "k") || entry_exists(t, "l"));
+	assert_int_equal(tc_run(t, "p3", TC_ARGV("prune", "--older-than")), 64);
+	assert_int_equal(tc_run(t, "p4", TC_ARGV("prune", "--older-than", "soon")), 64);
+}
+
+/* A handle opened before the removal must not lock the removed file while
+ * someone else locks the new one. */
+static void test_prune_stale_handle(void **state)
+{
+	struct tc *t = *state;
+	struct lk_lock_opts o = LK_LOCK_OPTS_INIT;
+	struct lk_store *st = store_open(t);
+	struct lk_status s = { .size = sizeof(s) };
+	struct lk_lock *lk = NULL;
+	pid_t h;
+
+	o.mode = LK_MODE_KERNEL;
+	assert_int_equal(lk_lock_open(st, "w", &o, &lk), 0);
+	assert_int_equal(lk_lock_acquire(lk, 0), 0);
+	assert_int_equal(lk_lock_release(lk), 0);
+	assert_int_equal(tc_run(t, "p", TC_ARGV("prune")), 0);
+	assert_false(entry_exists(t, "w"));
+	h = tc_hold(t, "w", NULL, "w.ready");
+	assert_true(h > 0);
+	assert_int_equal(lk_lock_acquire(lk, 0), -EWOULDBLOCK);
+	assert_int_equal(lk_lock_acquire(lk, 200), -ETIMEDOUT);
+	assert_int_equal(lk_lock_status(st, "w", &s), 0);
+	tc_unhold(h);
+	assert_int_equal(lk_lock_acquire(lk, TC_BOUND_MS), 0);
+	assert_true(lk_lock_token(lk) > s.token);
+	lk_lock_close(lk);
+	lk_store_close(st);
+}
+
+/* ------------------------------------------------------------------------
+ * A waiter blocked on the file while the prune holds it: the prune is kept
+ * inside its unlink (through the posix backend's syscall table) until the
+ * waiter is asleep in the kernel.
+ */
+static atomic_int in_unlink, slow_unlink;
+static int (*real_unlinkat)(int, const char *, int);
+
+static int slow_unlinkat(int dfd, const char *path, int flags)
+{
+	if (atomic_load(&slow_unlink) && !strcmp(path, "bw")) {
+		atomic_store(&in_unlink, 1);
+		tc_sleep_ms(400);
+	}
+	return real_unlinkat(dfd, path, flags);
+}
+
+struct waiter {
+	struct lk_lock *lk;
+	atomic_int done;
+	int r;
+};
+
+static void *wait_thread(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->r = lk_lock_acquire(w->lk, TC_BOUND_MS);
+	atomic_store(&w->done, 1);
+	return NULL;
+}
+
+struct pruner {
+	struct lk_store *st;
+	struct lk__prune_res res;
+	struct lk_err err;
+	int r;
+};
+
+static void *prune_thread(void *arg)
+{
+	struct pruner *p = arg;
+
+	p->r = lk__lock_prune(p->st, "bw", "test: prune", -1, 0, &p->res, &p->err);
+	return NULL;
+}
+
+static void test_prune_blocked_waiter(void **state)
+{
+	struct tc *t = *state;
+	struct lk_lock_opts o = LK_LOCK_OPTS_INIT;
+	struct lk_store *st = store_open(t);
+	struct lk_status s = { .size = sizeof(s) };
+	struct pruner p = { .st = store_open(t), .r = 1 };
+	struct waiter w = { .r = 1 };
+	struct lk_lock *other = NULL;
+	pthread_t pth, wth;
+	uint64_t first;
+	int64_t t0;
+
+	o.mode = LK_MODE_KERNEL;
+	assert_int_equal(lk_lock_open(st, "bw", &o, &w.lk), 0);
+	assert_int_equal(lk_lock_acquire(w.lk, 0), 0);
+	first = lk_lock_token(w.lk);
+	assert_int_equal(lk_lock_release(w.lk), 0);
+
+	real_unlinkat = lk__posix_sys.unlinkat;
+	lk__posix_sys.unlinkat = slow_unlinkat;
+	atomic_store(&in_unlink, 0);
+	atomic_store(&slow_unlink, 1);
+	assert_int_equal(pthread_create(&pth, NULL, prune_thread, &p), 0);
+	t0 = tc_now_ms();
+	while (!atomic_load(&in_unlink) && tc_now_ms() - t0 < TC_BOUND_MS)
+		tc_sleep_ms(1);
+	assert_true(atomic_load(&in_unlink));
+	/* the prune holds the file, marked, and is about to unlink it */
+	assert_int_equal(pthread_create(&wth, NULL, wait_thread, &w), 0);
+	tc_sleep_ms(100);
+	assert_false(atomic_load(&w.done));
+	pthread_join(pth, NULL);
+	atomic_store(&slow_unlink, 0);
+	lk__posix_sys.unlinkat = real_unlinkat;
+	assert_int_equal(p.r, 0);
+	assert_int_equal(p.res.removed, 1);
+	pthread_join(wth, NULL);
+	assert_int_equal(w.r, 0);
+
+	/* what the waiter holds is the lock that the name stands for now */
+	assert_int_equal(lk_lock_status(st, "bw", &s), 0);
+	assert_true(s.exists && s.held);
+	assert_int_equal(s.token, lk_lock_token(w.lk));
+	assert_true(s.token > first);
+	assert_int_equal(lk_lock_open(st, "bw", &o, &other), 0);
+	assert_int_equal(lk_lock_acquire(other, 0), -EWOULDBLOCK);
+	lk_lock_close(other);
+	lk_lock_close(w.lk);
+	lk_store_close(p.st);
+	lk_store_close(st);
+}
+
+/* ------------------------------------------------------------------------
+ * Prunes racing acquirers: processes loop acquire, critical section,
+ * release on one lock, some with a handle kept open for the whole run and
+ * some opening it anew each time, while this process prunes the lock as
+ * fast as it can. The witness is an occupancy word in shared memory.
+ */
+struct shared {
+	atomic_int stop;
+	atomic_int occ;
+	atomic_int overlaps;
+	atomic_int sections;
+	atomic_int errors;
+	atomic_int stale;
+	atomic_ullong max_tok;
+	char errmsg[256];
+};
+
+static void child_loop(const char *store, struct shared *sh, const char *name, enum lk_mode mode,
+		       int reopen)
+{
+	struct lk_store_opts so = LK_STORE_OPTS_INIT;
+	struct lk_lock_opts o = LK_LOCK_OPTS_INIT;
+	struct lk_store *st = NULL;
+	struct lk_lock *lk = NULL;
+	unsigned seed = (unsigned)getpid();
+	int r;
+
+	if (lk_store_open(store, &so, &st) < 0)
+		_exit(2);
+	o.mode = mode;
+	if (mode == LK_MODE_LEASE)
+		o.ttl_ms = 1000;
+	while (!atomic_load(&sh->stop)) {
+		uint64_t tok;
+
+		if (!lk && (r = lk_lock_open(st, name, &o, &lk)) < 0) {
+			atomic_fetch_add(&sh->errors, 1);
+			snprintf(sh->errmsg, sizeof(sh->errmsg), "open: %s", lk_store_errmsg(st));
+			lk = NULL;
+			usleep(1000);
+			continue;
+		}
+		r = lk_lock_acquire(lk, 5000);
+		if (r < 0) {
+			atomic_fetch_add(&sh->errors, 1);
+			snprintf(sh->errmsg, sizeof(sh->errmsg), "acquire: %d %s", r,
+				 lk_lock_errmsg(lk));
+			continue;
+		}
+		if (atomic_fetch_add(&sh->occ, 1) != 0)
+			atomic_fetch_add(&sh->overlaps, 1);
+		tok = lk_lock_token(lk);
+		if (tok <= atomic_load(&sh->max_tok))
+			atomic_fetch_add(&sh->stale, 1);
+		atomic_store(&sh->max_tok, tok);
+		usleep(100 + rand_r(&seed) % 400);
+		atomic_fetch_sub(&sh->occ, 1);
+		atomic_fetch_add(&sh->sections, 1);
+		if (lk_lock_release(lk) < 0) {
+			atomic_fetch_add(&sh->errors, 1);
+			snprintf(sh->errmsg, sizeof(sh->errmsg), "release: %s", lk_lock_errmsg(lk));
+		}
+		if (reopen) {
+			lk_lock_close(lk);
+			lk = NULL;
+		}
+		usleep(rand_r(&seed) % 600);
+	}
+	lk_lock_close(lk);
+	lk_store_close(st);
+	_exit(0);
+}
+
+static void race(struct tc *t, const char *name, enum lk_mode mode, int ms)
+{
+	struct shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct lk_store *st;
+	pid_t kids[3];
+	int removed = 0, kept = 0, perr = 0, status;
+	char lastperr[256] = "";
+	int64_t t0;
+
+	assert_true(sh != MAP_FAILED);
+	memset(sh, 0, sizeof(*sh));
+	for (int i = 0; i < 3; i++) {
+		kids[i] = fork();
+		assert_true(kids[i] >= 0);
+		if (kids[i] == 0)
+			child_loop(t->store, sh, name, mode, i != 0);
+	}
+	st = store_open(t);
+	t0 = tc_now_ms();
+	while (tc_now_ms() - t0 < ms) {
+		struct lk__prune_res res;
+		struct lk_err err = { "" };
+		int r = lk__lock_prune(st, name, "test: prune", -1, 0, &res, &err);
+
+		if (r < 0) {
+			perr++;
+			snprintf(lastperr, sizeof(lastperr), "%d %s", r, err.msg);
+		} else if (res.removed) {
+			removed++;
+		} else {
+			kept++;
+		}
+		usleep(200);
+	}
+	atomic_store(&sh->stop, 1);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(tc_wait(kids[i], TC_BOUND_MS, &status), 0);
+		assert_int_equal(tc_code(status), 0);
+	}
+	lk_store_close(st);
+	print_message("%s: %d sections, %d prunes removed the lock, %d kept it, %d prune "
+		      "errors (%s); %d overlaps, %d stale tokens, %d acquirer errors (%s)\n",
+		      name, atomic_load(&sh->sections), removed, kept, perr, lastperr,
+		      atomic_load(&sh->overlaps), atomic_load(&sh->stale),
+		      atomic_load(&sh->errors), sh->errmsg);
+	assert_int_equal(atomic_load(&sh->overlaps), 0);
+	assert_int_equal(atomic_load(&sh->stale), 0);
+	assert_int_equal(atomic_load(&sh->errors), 0);
+	assert_int_equal(perr, 0);
+	assert_true(atomic_load(&sh->sections) > 20);
+	assert_true(removed > 5);
+	munmap(sh, sizeof(*sh));
+}
+
+static void test_prune_race_kernel(void **state)
+{
+	race(*state, "rk", LK_MODE_KERNEL, 3000);
+}
+
+static void test_prune_race_lease(void **state)
+{
+	race(*state, "rl", LK_MODE_LEASE, 4000);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_prune_kernel, tc_setup, tc_teardown),
+		cmocka_unit_test_setup_teardown(test_prune_lease, tc_setup, tc_teardown),
+		cmocka_unit_test_setup_teardown(test_prune_older_than, tc_setup, tc_teardown),
+		cmocka_unit_test_setup_teardown(test_prune_stale_handle, tc_setup, tc_teardown),
+		cmocka_unit_test_setup_teardown(test_prune_blocked_waiter, tc_setup, tc_teardown),
+		cmocka_unit_test_setup_teardown(test_prune_race_kernel, tc_setup, tc_teardown),
+		cmocka_unit_test_setup_teardown(test_prune_race_lease, tc_setup, tc_teardown),
+	};
+
+	tc_init();
+	return cmocka_run_group_tests_name("lockctl prune", tests, NULL, NULL);
+}
