@@ -347,7 +347,9 @@ static int64_t name_time(const char *name)
 	tm.tm_hour = v[3];
 	tm.tm_min = v[4];
 	tm.tm_sec = v[5];
-	if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59 || v[5] > 60)
+	/* nanoseconds in an int64_t reach the year 2262 */
+	if (v[0] < 1970 || v[0] > 2261 || v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 ||
+	    v[3] > 23 || v[4] > 59 || v[5] > 60)
 		return -1;
 	return (int64_t)timegm(&tm) * 1000000000;
 }
@@ -858,7 +860,10 @@ static int parse_scalar(struct jp *j, int64_t *ret, int *ret_int)
 		*ret_int = 0;
 		return 0;
 	}
-	*ret = neg ? -(int64_t)v : (int64_t)v;
+	if (neg && v == (uint64_t)INT64_MAX + 1)
+		*ret = INT64_MIN;
+	else
+		*ret = neg ? -(int64_t)v : (int64_t)v;
 	return 0;
 }
 
@@ -890,7 +895,7 @@ static int parse_time(const char *s, int64_t *ret)
 		}
 	}
 	if (strcmp(s, "Z") || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
-	    sec > 60 || y < 1970)
+	    sec > 60 || y < 1970 || y > 2261)
 		return -1;
 	memset(&tm, 0, sizeof(tm));
 	tm.tm_year = y - 1900;

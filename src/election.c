@@ -451,7 +451,7 @@ LK_API int lk_election_campaign(struct lk_election *e, const void *value, size_t
 				int64_t timeout_ms)
 {
 	struct lk_err err = { "" };
-	int64_t start, deadline = 0;
+	int64_t start, took, deadline = 0;
 	uint64_t tok, seen = UINT64_MAX;
 	int r;
 
@@ -553,15 +553,17 @@ LK_API int lk_election_campaign(struct lk_election *e, const void *value, size_t
 	}
 	e->stats.terms++;
 	e->stats.token = tok;
+	/* the engine thread may end the term (and clear its start) at once */
+	took = e->term_start_ns - start;
 	pthread_mutex_unlock(&e->mu);
 	lk__count(&e->st->stats.terms);
-	lk__hist_add(&e->st->stats.election, e->term_start_ns - start);
+	lk__hist_add(&e->st->stats.election, took);
 	atomic_store(&e->token, tok);
 	/* a lease that ran out while the value was being written is caught
 	 * here, before anyone is told of a term that is already over */
 	if (lk_election_check(e) < 0)
 		return 0;
-	election_event(e, LK_EV_ELECTED, tok, e->term_start_ns - start, 0);
+	election_event(e, LK_EV_ELECTED, tok, took, 0);
 	lk__audit_lock_event(e->lk, "elect", tok, NULL);
 	if (e->o.on_elected)
 		e->o.on_elected(e, tok, e->o.userdata);

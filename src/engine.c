@@ -669,6 +669,8 @@ static void *worker_main(void *arg)
 		lk__engine_io_done(e, l, LK_IO_WRITE, wres);
 		lk__engine_io_done(e, l, LK_IO_PROBE, pres);
 	}
+	w->exited = 1;
+	pthread_cond_broadcast(&e->cv);
 	pthread_mutex_unlock(&e->mu);
 	return NULL;
 }
@@ -681,6 +683,7 @@ int lk__iowork_start(struct lk__engine *e, struct lk__iowork *w)
 		return 0;
 	w->e = e;
 	w->tail = &w->head;
+	w->stop = w->exited = 0;
 	pthread_cond_init(&w->wcv, NULL);
 	r = lk__thread_create(&w->worker, worker_main, w);
 	if (r < 0) {
@@ -696,21 +699,31 @@ int lk__iowork_start(struct lk__engine *e, struct lk__iowork *w)
 int lk__iowork_stop(struct lk__engine *e, struct lk__iowork *w)
 {
 	struct timespec ts;
+	int exited;
 
 	if (!w->started)
 		return 0;
+	/*
+	 * A blocked call returns within its own timeout on nfs:// stores (a
+	 * few seconds); a hung local filesystem may never return. The wait is
+	 * on the engine's condition variable, which runs on CLOCK_MONOTONIC
+	 * (a timed join would take a wall-clock deadline), and the join comes
+	 * only once the worker said it is leaving.
+	 */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += 5;
 	pthread_mutex_lock(&e->mu);
 	w->stop = 1;
 	pthread_cond_broadcast(&w->wcv);
+	while (!w->exited && pthread_cond_timedwait(&e->cv, &e->mu, &ts) != ETIMEDOUT)
+		;
+	exited = w->exited;
 	pthread_mutex_unlock(&e->mu);
-	/* A blocked call returns within its own timeout on nfs:// stores
-	 * (a few seconds); a hung local filesystem may never return. */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += 5;
-	if (pthread_clockjoin_np(w->worker, NULL, CLOCK_MONOTONIC, &ts) != 0) {
+	if (!exited) {
 		pthread_detach(w->worker);
 		return -EBUSY;
 	}
+	pthread_join(w->worker, NULL);
 	pthread_cond_destroy(&w->wcv);
 	w->started = 0;
 	return 0;

@@ -165,7 +165,7 @@ struct lk__iowork {
 	struct lk__engine *e;
 	pthread_t worker;
 	pthread_cond_t wcv;
-	int started, stop;
+	int started, stop, exited; /* exited: set by the worker, under the engine mutex */
 	struct lk__lease *head, **tail;
 };
 int lk__iowork_start(struct lk__engine *e, struct lk__iowork *w);

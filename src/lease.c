@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -676,6 +677,25 @@ static int claim(struct lk__lease *l, const struct obs *judged, int64_t *ret_t_s
  * Acquire, release
  */
 
+/* Read every pending inotify event; 1 if the watched directory is gone
+ * (IN_IGNORED: deleted, or the watch removed with it). */
+static int watch_drain(int fd, char *buf, size_t len)
+{
+	ssize_t n;
+	int gone = 0;
+
+	while ((n = read(fd, buf, len)) > 0) {
+		for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
+			const struct inotify_event *ie = (const void *)(buf + off);
+
+			if (ie->mask & IN_IGNORED)
+				gone = 1;
+			off += (ssize_t)sizeof(*ie) + ie->len;
+		}
+	}
+	return gone;
+}
+
 static int64_t jitter(int64_t ns)
 {
 	/* "equal jitter": uniform in [ns/2, ns] keeps waiters from marching in
@@ -853,7 +873,7 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 						 { watch, POLLIN, 0 },
 						 { pidfd, POLLIN, 0 } };
 			int64_t ms = (wait_until - now + 999999) / 1000000;
-			char ev[4096];
+			char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
 
 			if (ms < 0)
 				ms = 0;
@@ -867,9 +887,13 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 					r = -ECANCELED;
 					goto out;
 				}
-				if (watch >= 0 && pfd[1].revents)
-					while (read(watch, ev, sizeof(ev)) > 0)
-						;
+				if (watch >= 0 && pfd[1].revents &&
+				    watch_drain(watch, ev, sizeof(ev))) {
+					/* the directory went (lockctl prune): watch
+					 * the one made anew on the next wait */
+					close(l->watch_fd);
+					l->watch_fd = -1;
+				}
 			}
 		}
 	}
@@ -898,16 +922,29 @@ int lk__lease_release(struct lk_lock *lk, struct lk_err *err)
 
 		lk__err_set(err, "lease %s was lost (storage did not answer)", l->dir);
 		if (n) {
-			*n = *l;
-			n->gen = 0;
-			n->f = NULL;
+			/*
+			 * Only what the caller set, and what no engine thread
+			 * writes: the rest of *l belongs to the engine now.
+			 */
+			n->lk = lk;
+			n->st = st;
+			n->ttl_ns = l->ttl_ns;
+			n->renew_ns = l->renew_ns;
+			n->margin_ns = l->margin_ns;
+			n->io_ns = l->io_ns;
+			n->rho_ppm = l->rho_ppm;
+			n->on_lost = l->on_lost;
+			n->userdata = l->userdata;
+			n->pid = l->pid;
+			n->pid_start = l->pid_start;
 			n->cancel_fd = -1;
 			n->watch_fd = -1;
 			pthread_mutex_init(&n->cancel_mu, NULL);
-			n->next = NULL;
-			n->registered = n->orphan = n->pending = n->in_callback = 0;
-			n->io = NULL;
+			memcpy(n->dir, l->dir, sizeof(n->dir));
+			n->net = l->net;
+			pthread_mutex_lock(&st->engine->mu);
 			l->lk = NULL;
+			pthread_mutex_unlock(&st->engine->mu);
 			lk->lease = n;
 		}
 		return -ENOLCK;
@@ -1334,7 +1371,7 @@ static int prune_list(struct lk__lease *l, struct prune_scan *ps, struct lk_err 
 	r = l->st->be->readdir(l->st->bs, l->dir, prune_collect, ps, err);
 	if (ps->enomem)
 		return -ENOMEM;
-	if (r == 0)
+	if (r == 0 && ps->n_below)
 		qsort(ps->below, ps->n_below, sizeof(ps->below[0]), cmp_u64);
 	return r;
 }

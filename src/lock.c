@@ -459,7 +459,14 @@ int lk__lock_break(struct lk_store *st, const char *name, const char *label, uns
 			    name);
 		return -EOPNOTSUPP;
 	}
-	return lk__lease_break(st, name, label, flags, ret, err);
+	entry = lk__lease_break(st, name, label, flags, ret, err);
+	if (entry == -ENOENT) {
+		/* removed (lockctl prune) while we looked: nothing left to break */
+		lk__err_set(err, "lock %s was removed meanwhile: nothing to break", name);
+		ret->exists = 0;
+		entry = -ENOLCK;
+	}
+	return entry;
 }
 
 int lk__lock_prune(struct lk_store *st, const char *name, const char *label,

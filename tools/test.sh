@@ -14,12 +14,14 @@ jobs=$(nproc 2>/dev/null || echo 2)
 tools/install-deps.sh test
 
 echo "== build (warnings are errors)"
-cmake -S . -B build-ci -DLOCKKIT_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build-ci -DLOCKKIT_WERROR=ON -DLOCKKIT_REQUIRE_SPIN=ON \
+	-DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-ci -j"$jobs"
 
 # The chaos, clock and partition runs last tens of seconds each and use the
-# library only through its public calls; they run once, on the normal build.
-long='^(chaos|clock|partition)$'
+# library only through its public calls, and the model check tests no C code;
+# they run once, on the normal build.
+long='^(chaos|clock|partition|model)$'
 
 if [ "${LOCKKIT_TEST_QUICK:-0}" != 1 ]; then
 	echo "== ASan+UBSan build and tests"

@@ -643,6 +643,7 @@ static int klock_reopen(struct posix_klock *k, struct lk_err *err)
 	SYS.close(k->fd);
 	k->fd = n->fd;
 	k->map = n->map;
+	k->base.reopened++;
 	free(n);
 	return 0;
 }

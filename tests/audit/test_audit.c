@@ -677,6 +677,53 @@ static void test_election_and_note(void **state)
 	assert_int_equal(count_event(n, "resign"), 1);
 }
 
+/* What writers write parses, every cut of it does not, and no input
+ * crashes the reader (the sanitizer builds check the "no crash" part). */
+static void test_parse(void **state)
+{
+	struct tc *t = *state;
+	char line[8192], file[256], p[TC_DIR_MAX + 300];
+	struct lk__audit_rec r;
+	const char *why;
+	ssize_t len;
+	char *nl;
+
+	assert_int_equal(
+		tc_run(t, "run",
+	               TC_ARGV("run", "--mode", "lease", "--owner",
+	                       "label\twith \"quotes\" \xc3\xa9 \xff", "job", "--", "true")),
+		0);
+	assert_int_equal(only_file(t, file, sizeof(file)), 1);
+	snprintf(p, sizeof(p), "%s/.audit/%s", t->store, file);
+	len = tc_read(t, p, line, sizeof(line));
+	assert_true(len > 0);
+	nl = strchr(line, '\n');
+	assert_non_null(nl);
+	*nl = 0;
+	/* {"v":1,"time":"YYYY-MM-DDTHH:MM:SS.mmmZ", ... */
+	assert_memory_equal(line, "{\"v\":1,\"time\":\"", 15);
+	assert_true(line[19] == '-' && line[22] == '-' && line[25] == 'T' && line[28] == ':' &&
+	            line[31] == ':' && line[34] == '.' && line[38] == 'Z' && line[39] == '"');
+	/* control characters escaped, invalid UTF-8 replaced, valid kept */
+	assert_non_null(strstr(line, "\"owner\":\"label\\u0009with \\\"quotes\\\" \xc3\xa9 ?\""));
+	assert_int_equal(lk__audit_parse(line, strlen(line), &r, &why), 0);
+	assert_string_equal(r.owner, "label\twith \"quotes\" \xc3\xa9 ?");
+	assert_string_equal(r.event, "acquire");
+	for (size_t n = 0; n < strlen(line); n++)
+		assert_int_equal(lk__audit_parse(line, n, &r, &why), -EBADMSG);
+	srandom(1);
+	for (int i = 0; i < 20000; i++) {
+		char junk[256];
+		size_t n = (size_t)(random() % (long)sizeof(junk));
+
+		memcpy(junk, line, n < strlen(line) ? n : strlen(line));
+		for (size_t k = 0; k < n; k++)
+			if (random() % 8 == 0)
+				junk[k] = (char)(random() % 256);
+		(void)lk__audit_parse(junk, n, &r, &why);
+	}
+}
+
 static void test_since(void **state)
 {
 	struct tc *t = *state;
@@ -723,6 +770,7 @@ int main(void)
 	                                        tc_teardown),
 		cmocka_unit_test_setup_teardown(test_election_and_note, tc_setup, tc_teardown),
 		cmocka_unit_test_setup_teardown(test_since, tc_setup, tc_teardown),
+		cmocka_unit_test_setup_teardown(test_parse, tc_setup, tc_teardown),
 	};
 
 	tc_init();

@@ -76,23 +76,24 @@ static void test_break_fences_holder(void **state)
 	pid_t h, w;
 
 	h = tc_spawn(t, "h",
-		     TC_ARGV("run", "--ttl=2s", "job", "--", "sh", "-c",
-			     "echo $LOCKCTL_TOKEN > h.tok; exec sleep 60"));
+	             TC_ARGV("run", "--ttl=2s", "job", "--", "sh", "-c",
+	                     "echo $LOCKCTL_TOKEN > h.tok; exec sleep 60"));
 	assert_true(h > 0);
 	assert_int_equal(tc_wait_line(t, "h.tok", TC_BOUND_MS), 0);
 	htok = (uint64_t)tc_read_long(t, "h.tok");
-	w = tc_spawn(t, "w",
-		     TC_ARGV("run", "--ttl=2s", "job", "--", "sh", "-c",
-			     "echo $LOCKCTL_TOKEN > w.tok"));
+	w = tc_spawn(
+		t, "w",
+		TC_ARGV("run", "--ttl=2s", "job", "--", "sh", "-c", "echo $LOCKCTL_TOKEN > w.tok"));
 	assert_true(w > 0);
 	tc_sleep_ms(300); /* the waiter is watching the held lease */
 	assert_int_equal(tc_exists(t, "w.tok"), 0);
 
 	t0_wall = wall_ns();
 	t0 = tc_now_ms();
-	assert_int_equal(tc_run(t, "b", TC_ARGV("break", "job", "--force", "--reason",
-						"disk replaced", "--json")),
-			 0);
+	assert_int_equal(
+		tc_run(t, "b",
+	               TC_ARGV("break", "job", "--force", "--reason", "disk replaced", "--json")),
+		0);
 	assert_true(tc_read(t, "b.out", buf, sizeof(buf)) > 0);
 	print_message("%s", buf);
 	assert_int_equal(json_u64(buf, "old_token"), htok);
@@ -127,7 +128,7 @@ static void test_break_fences_holder(void **state)
 	status_of(t, "job", &s);
 	assert_int_equal(s.token, wtok);
 	print_message("waiter claimed %lld ms after the break began\n",
-		      (long long)((s.holder.since_ns - t0_wall) / 1000000));
+	              (long long)((s.holder.since_ns - t0_wall) / 1000000));
 	assert_true(s.holder.since_ns - t0_wall >= 2020LL * 1000000);
 }
 
@@ -192,14 +193,14 @@ static void test_break_now(void **state)
 	pid_t h, w;
 
 	h = tc_spawn(t, "h",
-		     TC_ARGV("run", "--ttl=10s", "now", "--", "sh", "-c",
-			     "echo $LOCKCTL_TOKEN > h.tok; exec sleep 60"));
+	             TC_ARGV("run", "--ttl=10s", "now", "--", "sh", "-c",
+	                     "echo $LOCKCTL_TOKEN > h.tok; exec sleep 60"));
 	assert_true(h > 0);
 	assert_int_equal(tc_wait_line(t, "h.tok", TC_BOUND_MS), 0);
 	htok = (uint64_t)tc_read_long(t, "h.tok");
 	w = tc_spawn(t, "w",
-		     TC_ARGV("run", "--ttl=10s", "now", "--", "sh", "-c",
-			     "echo $LOCKCTL_TOKEN > w.tok"));
+	             TC_ARGV("run", "--ttl=10s", "now", "--", "sh", "-c",
+	                     "echo $LOCKCTL_TOKEN > w.tok"));
 	assert_true(w > 0);
 	tc_sleep_ms(300);
 	t0_wall = wall_ns();
@@ -216,7 +217,7 @@ static void test_break_now(void **state)
 	status_of(t, "now", &s);
 	assert_int_equal(s.token, wtok);
 	print_message("waiter claimed %lld ms after the break began\n",
-		      (long long)((s.holder.since_ns - t0_wall) / 1000000));
+	              (long long)((s.holder.since_ns - t0_wall) / 1000000));
 	assert_true(s.holder.since_ns - t0_wall < 5000LL * 1000000);
 
 	/* the old holder: its next renewal (every 2.5 s) finds the newer

@@ -17,11 +17,13 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <dirent.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -87,7 +89,7 @@ static void test_prune_kernel(void **state)
 static void test_prune_lease(void **state)
 {
 	struct tc *t = *state;
-	struct lk_status s = { .size = sizeof(s) }, s2 = { .size = sizeof(s2) };
+	struct lk_status s = {.size = sizeof(s)}, s2 = {.size = sizeof(s2)};
 	struct lk_store *st;
 	char obj[1024], v[64], p[2 * TC_DIR_MAX];
 	uint64_t old_token;
@@ -167,6 +169,57 @@ static void test_prune_older_than(void **state)
 	assert_int_equal(tc_run(t, "p4", TC_ARGV("prune", "--older-than", "soon")), 64);
 }
 
+/* A lease whose holder died on this host is free at once; a broken one is
+ * watched for T*(1+rho) first, or kept with --no-wait. */
+static void test_prune_dead_and_broken(void **state)
+{
+	struct tc *t = *state;
+	int64_t t0;
+	pid_t kid, h;
+	int status;
+
+	kid = fork();
+	assert_true(kid >= 0);
+	if (kid == 0) {
+		struct lk_store_opts so = LK_STORE_OPTS_INIT;
+		struct lk_lock_opts o = LK_LOCK_OPTS_INIT;
+		struct lk_store *st;
+		struct lk_lock *lk;
+
+		o.mode = LK_MODE_LEASE;
+		o.ttl_ms = 10000;
+		if (lk_store_open(t->store, &so, &st) < 0 ||
+		    lk_lock_open(st, "dead", &o, &lk) < 0 || lk_lock_acquire(lk, 0) < 0)
+			_exit(2);
+		_exit(0); /* no release: the record stays HELD by a dead process */
+	}
+	assert_int_equal(tc_wait(kid, TC_BOUND_MS, &status), 0);
+	assert_int_equal(tc_code(status), 0);
+
+	h = tc_hold(t, "brk", "--ttl=2s", "brk.ready");
+	assert_true(h > 0);
+	assert_int_equal(tc_run(t, "b", TC_ARGV("break", "brk", "--force")), 0);
+	t0 = tc_now_ms();
+	assert_int_equal(tc_wait(h, TC_BOUND_MS, &status), 0);
+	assert_int_equal(tc_code(status), 75);
+
+	assert_int_equal(tc_run(t, "p1", TC_ARGV("prune", "--no-wait")), 0);
+	assert_true(tc_read(t, "p1.out", buf, sizeof(buf)) > 0);
+	print_message("%s", buf);
+	assert_non_null(line_for(buf, "removed", "dead"));
+	assert_non_null(strstr(buf, "kept brk (lease mode): broken"));
+	assert_false(entry_exists(t, "dead"));
+	assert_true(entry_exists(t, "brk"));
+
+	assert_int_equal(tc_run(t, "p2", TC_ARGV("prune")), 0);
+	assert_true(tc_read(t, "p2.out", buf, sizeof(buf)) > 0);
+	print_message("%s", buf);
+	assert_non_null(line_for(buf, "removed", "brk"));
+	assert_false(entry_exists(t, "brk"));
+	/* watched as a waiter would: not before T*(1+rho) after the break */
+	assert_true(tc_now_ms() - t0 >= 2020);
+}
+
 /* A handle opened before the removal must not lock the removed file while
  * someone else locks the new one. */
 static void test_prune_stale_handle(void **state)
@@ -174,7 +227,7 @@ static void test_prune_stale_handle(void **state)
 	struct tc *t = *state;
 	struct lk_lock_opts o = LK_LOCK_OPTS_INIT;
 	struct lk_store *st = store_open(t);
-	struct lk_status s = { .size = sizeof(s) };
+	struct lk_status s = {.size = sizeof(s)};
 	struct lk_lock *lk = NULL;
 	pid_t h;
 
@@ -248,9 +301,9 @@ static void test_prune_blocked_waiter(void **state)
 	struct tc *t = *state;
 	struct lk_lock_opts o = LK_LOCK_OPTS_INIT;
 	struct lk_store *st = store_open(t);
-	struct lk_status s = { .size = sizeof(s) };
-	struct pruner p = { .st = store_open(t), .r = 1 };
-	struct waiter w = { .r = 1 };
+	struct lk_status s = {.size = sizeof(s)};
+	struct pruner p = {.st = store_open(t), .r = 1};
+	struct waiter w = {.r = 1};
 	struct lk_lock *other = NULL;
 	pthread_t pth, wth;
 	uint64_t first;
@@ -314,7 +367,7 @@ struct shared {
 };
 
 static void child_loop(const char *store, struct shared *sh, const char *name, enum lk_mode mode,
-		       int reopen)
+                       int reopen)
 {
 	struct lk_store_opts so = LK_STORE_OPTS_INIT;
 	struct lk_lock_opts o = LK_LOCK_OPTS_INIT;
@@ -342,7 +395,7 @@ static void child_loop(const char *store, struct shared *sh, const char *name, e
 		if (r < 0) {
 			atomic_fetch_add(&sh->errors, 1);
 			snprintf(sh->errmsg, sizeof(sh->errmsg), "acquire: %d %s", r,
-				 lk_lock_errmsg(lk));
+			         lk_lock_errmsg(lk));
 			continue;
 		}
 		if (atomic_fetch_add(&sh->occ, 1) != 0)
@@ -371,27 +424,33 @@ static void child_loop(const char *store, struct shared *sh, const char *name, e
 
 static void race(struct tc *t, const char *name, enum lk_mode mode, int ms)
 {
-	struct shared *sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
-				 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct shared *sh =
+		mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct lk_store *st;
-	pid_t kids[3];
+	pid_t kids[3], parent;
 	int removed = 0, kept = 0, perr = 0, status;
-	char lastperr[256] = "";
+	char lastperr[512] = "";
 	int64_t t0;
 
 	assert_true(sh != MAP_FAILED);
 	memset(sh, 0, sizeof(*sh));
+	parent = getpid();
 	for (int i = 0; i < 3; i++) {
 		kids[i] = fork();
 		assert_true(kids[i] >= 0);
-		if (kids[i] == 0)
+		if (kids[i] == 0) {
+			/* never outlive the test, even one killed by a timeout */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != parent)
+				_exit(3);
 			child_loop(t->store, sh, name, mode, i != 0);
+		}
 	}
 	st = store_open(t);
 	t0 = tc_now_ms();
 	while (tc_now_ms() - t0 < ms) {
 		struct lk__prune_res res;
-		struct lk_err err = { "" };
+		struct lk_err err = {""};
 		int r = lk__lock_prune(st, name, "test: prune", -1, 0, &res, &err);
 
 		if (r < 0) {
@@ -411,10 +470,10 @@ static void race(struct tc *t, const char *name, enum lk_mode mode, int ms)
 	}
 	lk_store_close(st);
 	print_message("%s: %d sections, %d prunes removed the lock, %d kept it, %d prune "
-		      "errors (%s); %d overlaps, %d stale tokens, %d acquirer errors (%s)\n",
-		      name, atomic_load(&sh->sections), removed, kept, perr, lastperr,
-		      atomic_load(&sh->overlaps), atomic_load(&sh->stale),
-		      atomic_load(&sh->errors), sh->errmsg);
+	              "errors (%s); %d overlaps, %d stale tokens, %d acquirer errors (%s)\n",
+	              name, atomic_load(&sh->sections), removed, kept, perr, lastperr,
+	              atomic_load(&sh->overlaps), atomic_load(&sh->stale), atomic_load(&sh->errors),
+	              sh->errmsg);
 	assert_int_equal(atomic_load(&sh->overlaps), 0);
 	assert_int_equal(atomic_load(&sh->stale), 0);
 	assert_int_equal(atomic_load(&sh->errors), 0);
@@ -434,14 +493,124 @@ static void test_prune_race_lease(void **state)
 	race(*state, "rl", LK_MODE_LEASE, 4000);
 }
 
+/* Somebody waits in the kernel for a lock on the file with this inode. */
+static int blocked_on(ino_t ino)
+{
+	char line[256], want[64];
+	FILE *f = fopen("/proc/locks", "re");
+	int found = 0;
+
+	if (!f)
+		return 0;
+	snprintf(want, sizeof(want), ":%llu ", (unsigned long long)ino);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, "->") && strstr(line, want);
+	fclose(f);
+	return found;
+}
+
+/* pid has a descriptor open on the file with this device and inode. */
+static int has_fd_on(pid_t pid, dev_t dev, ino_t ino)
+{
+	char dir[64], p[PATH_MAX];
+	struct dirent *d;
+	struct stat s;
+	DIR *dp;
+	int found = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	dp = opendir(dir);
+	if (!dp)
+		return 0;
+	while (!found && (d = readdir(dp))) {
+		snprintf(p, sizeof(p), "%s/%s", dir, d->d_name);
+		found = d->d_name[0] != '.' && stat(p, &s) == 0 && s.st_dev == dev &&
+		        s.st_ino == ino;
+	}
+	closedir(dp);
+	return found;
+}
+
+/*
+ * lockctl run's guardian shares the lock's open file description, so that
+ * the lock outlives a SIGKILLed lockctl until COMMAND is dead. A waiter
+ * whose file is pruned under it takes the lock on the file now at the name:
+ * its guardian must share that one, not the removed file.
+ */
+static void test_prune_under_run_waiter(void **state)
+{
+	struct tc *t = *state;
+	char path[2 * TC_DIR_MAX], ready[TC_DIR_MAX + 32], script[TC_DIR_MAX + 96];
+	struct stat before, now;
+	pid_t h, w, g, cmd;
+	int status;
+	int64_t end;
+
+	h = tc_hold(t, "k", NULL, "h.ready");
+	assert_true(h > 0);
+	snprintf(path, sizeof(path), "%s/k", t->store);
+	assert_int_equal(stat(path, &before), 0);
+	snprintf(script, sizeof(script), "echo $$ > '%s'; exec sleep 60",
+	         tc_path(t, "w.ready", ready, sizeof(ready)));
+	w = tc_spawn(t, "w", TC_ARGV("run", "k", "--", "sh", "-c", script));
+	assert_true(w > 0);
+	for (end = tc_now_ms() + TC_BOUND_MS; !blocked_on(before.st_ino);) {
+		assert_true(tc_now_ms() < end);
+		tc_sleep_ms(5);
+	}
+	/* stopped, the waiter cannot take the lock when it is let go */
+	assert_int_equal(kill(w, SIGSTOP), 0);
+	assert_int_equal(tc_wait_stopped(w, 1, TC_BOUND_MS), 0);
+	tc_unhold(h);
+	assert_int_equal(tc_run(t, "p", TC_ARGV("prune")), 0);
+	assert_int_equal(tc_read(t, "p.out", buf, sizeof(buf)) > 0, 1);
+	assert_non_null(line_for(buf, "removed", "k"));
+	assert_int_equal(kill(w, SIGCONT), 0);
+
+	/* it holds the lock on the new file, and so does its guardian */
+	assert_int_equal(tc_wait_line(t, "w.ready", TC_BOUND_MS), 0);
+	assert_int_equal(stat(path, &now), 0);
+	assert_true(now.st_ino != before.st_ino || now.st_dev != before.st_dev);
+	g = tc_find_child(w, "lockctl-guard");
+	assert_true(g > 0);
+	if (!has_fd_on(g, now.st_dev, now.st_ino))
+		fail_msg("the guardian does not share the lock file at the name: a SIGKILLed "
+		         "lockctl would free the lock while COMMAND runs");
+	assert_int_equal(tc_run(t, "busy", TC_ARGV("run", "-n", "k", "--", "true")), 1);
+	/*
+	 * SIGKILL lockctl: the lock stays held until COMMAND is gone. Whenever
+	 * a try finds it free, COMMAND must already be dead (a process alive
+	 * after the try was alive during it).
+	 */
+	cmd = (pid_t)tc_read_long(t, "w.ready");
+	assert_true(cmd > 0);
+	assert_int_equal(kill(w, SIGKILL), 0);
+	tc_wait(w, TC_BOUND_MS, &status);
+	for (end = tc_now_ms() + TC_BOUND_MS;;) {
+		int free_now = tc_run(t, "free", TC_ARGV("run", "-n", "k", "--", "true")) == 0;
+		char st = tc_proc_state(cmd);
+
+		if (free_now) {
+			if (st && st != 'Z')
+				fail_msg("the lock was free while COMMAND (pid %d, state %c) ran",
+				         (int)cmd, st);
+			break;
+		}
+		assert_true(tc_now_ms() < end);
+		tc_sleep_ms(5);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_prune_kernel, tc_setup, tc_teardown),
 		cmocka_unit_test_setup_teardown(test_prune_lease, tc_setup, tc_teardown),
 		cmocka_unit_test_setup_teardown(test_prune_older_than, tc_setup, tc_teardown),
+		cmocka_unit_test_setup_teardown(test_prune_dead_and_broken, tc_setup, tc_teardown),
 		cmocka_unit_test_setup_teardown(test_prune_stale_handle, tc_setup, tc_teardown),
 		cmocka_unit_test_setup_teardown(test_prune_blocked_waiter, tc_setup, tc_teardown),
+		cmocka_unit_test_setup_teardown(test_prune_under_run_waiter, tc_setup, tc_teardown),
 		cmocka_unit_test_setup_teardown(test_prune_race_kernel, tc_setup, tc_teardown),
 		cmocka_unit_test_setup_teardown(test_prune_race_lease, tc_setup, tc_teardown),
 	};

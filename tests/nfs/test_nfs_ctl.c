@@ -219,6 +219,64 @@ static void refused(const char *store, const char *mode, int code, const char *w
 	print_message("%-6s %s -> %d: %s", mode, strchr(store, 0x3f), rc, e);
 }
 
+/* The verdict doctor --json gave a check (its first line), or "" if none. */
+static const char *doctor_verdict(const char *json, const char *check)
+{
+	static char v[16];
+	char key[64];
+	const char *p;
+
+	snprintf(key, sizeof(key), "{\"check\": \"%s\", \"verdict\": \"", check);
+	p = strstr(json, key);
+	v[0] = 0;
+	if (p) {
+		p += strlen(key);
+		snprintf(v, sizeof(v), "%.*s", (int)strcspn(p, "\""), p);
+	}
+	return v;
+}
+
+static void test_doctor(void **state)
+{
+	char o[8192], e[4096], q[1024], u[PATH_MAX + 1024];
+
+	(void)state;
+	scratch();
+	{
+		/* a store in use: reachable, writable, its lock listed, a round trip */
+		const char *run[] = {"-S", url, "run", "--ttl", "1s", "doc", "--", "true", NULL};
+		const char *args[] = {"-S", url, "doctor", "--json", NULL};
+
+		assert_int_equal(ctl(NULL, 0, e, sizeof(e), run), 0);
+		assert_int_equal(ctl(o, sizeof(o), e, sizeof(e), args), 0);
+		assert_string_equal(doctor_verdict(o, "store"), "ok");
+		assert_string_equal(doctor_verdict(o, "locks"), "ok");
+		assert_non_null(strstr(o, "1 lock(s), 0 held"));
+		assert_string_equal(doctor_verdict(o, "filesystem"), "note");
+		assert_non_null(strstr(o, "lease mode"));
+		/* loopback: well under the 100 ms that would make it a warning */
+		assert_string_equal(doctor_verdict(o, "round-trip"), "ok");
+		assert_non_null(strstr(o, "median "));
+		/* and the writability probe left nothing behind */
+		{
+			const char *ls[] = {"-S", url, "ls", NULL};
+
+			assert_int_equal(ctl(o, sizeof(o), e, sizeof(e), ls), 0);
+			assert_null(strstr(o, ".doctor"));
+		}
+	}
+	{
+		/* nothing answers on the NFS port: unusable, exit 69 */
+		const char *args[] = {"-S", u, "doctor", "--json", NULL};
+
+		nh_query_with(q, sizeof(q), "nfsport", "9");
+		nh_url(u, sizeof(u), rel_store, q);
+		assert_int_equal(ctl(o, sizeof(o), e, sizeof(e), args), 69);
+		assert_string_equal(doctor_verdict(o, "store"), "fail");
+		assert_null(strstr(o, "\"check\": \"round-trip\""));
+	}
+}
+
 static void test_refusals(void **state)
 {
 	char q[1024], u[PATH_MAX + 1024], e[4096];
@@ -280,6 +338,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_run_status_ls, nh_teardown),
 		cmocka_unit_test_teardown(test_refusals, nh_teardown),
+		cmocka_unit_test_teardown(test_doctor, nh_teardown),
 	};
 
 	nh_init(100);

@@ -60,6 +60,10 @@ vg 0 ls --json
 vg 64 run
 vg 64 run vk --ttl nonsense -- true
 vg 64 status '../x'
+vg 0 log vl
+vg 0 log --json
+vg 0 doctor --json
+vg 0 metrics
 
 # held by another process: busy paths and "held" reports
 "$lockctl" -S "$store" run vk -- sleep 300 >/dev/null 2>&1 &

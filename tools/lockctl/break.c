@@ -128,7 +128,7 @@ static void print_text(const char *name, const struct lk__break_res *b)
 int cmd_break(struct ctx *c, int argc, char **argv)
 {
 	struct lk__break_res b;
-	struct lk_err err = { "" };
+	struct lk_err err = {""};
 	struct lk_store *st = NULL;
 	const char *name = NULL, *reason = NULL;
 	char label[512]; /* cut to LK_OWNER_MAX at a character boundary by the library */
@@ -162,13 +162,14 @@ int cmd_break(struct ctx *c, int argc, char **argv)
 	if (!name)
 		die_usage("break: missing NAME (see 'lockctl break --help')");
 	if (lk_name_valid(name) < 0)
-		die_usage("invalid lock name '%s': use 1-255 of [A-Za-z0-9._-], not starting with '.'",
-			  name);
+		die_usage("invalid lock name '%s': use 1-255 of [A-Za-z0-9._-], not starting with "
+		          "'.'",
+		          name);
 	lockctl_lock_name = name;
 	if (!force)
 		die_usage("break: refusing without --force. Breaking ends the holder's lease: it "
-			  "is fenced at once and loses at its next renewal, and nothing undoes "
-			  "that. If that is what you want, add --force");
+		          "is fenced at once and loses at its next renewal, and nothing undoes "
+		          "that. If that is what you want, add --force");
 
 	rc = open_store(c, 0, &st);
 	if (rc)
@@ -180,8 +181,8 @@ int cmd_break(struct ctx *c, int argc, char **argv)
 
 		/* the store's audit log, when it keeps one; best effort */
 		snprintf(detail, sizeof(detail), "ended token %llu (%s)%s",
-			 (unsigned long long)b.old_token, b.old_valid ? b.old.owner : "unreadable",
-			 b.freed ? "; freed at once (--now)" : "");
+		         (unsigned long long)b.old_token, b.old_valid ? b.old.owner : "unreadable",
+		         b.freed ? "; freed at once (--now)" : "");
 		lk__audit_note(st, "break", name, LK_MODE_LEASE, b.new_token, label, detail);
 	}
 	lk_store_close(st);
@@ -189,8 +190,10 @@ int cmd_break(struct ctx *c, int argc, char **argv)
 		if (json) {
 			fputs("{\"name\":", stdout);
 			json_str(stdout, name);
-			printf(",\"broken\":false,\"reason\":\"%s\"}\n",
-			       r == -EALREADY ? "already broken" : b.exists ? "free" : "never used");
+			printf(",\"broken\":false,\"reason\":\"%s\"}\n", r == -EALREADY
+			                                                         ? "already broken"
+			                                                 : b.exists ? "free"
+			                                                            : "never used");
 		}
 		errline("%s: %s", name, err.msg);
 		return EXIT_NOTHING;

@@ -233,7 +233,7 @@ int cmd_elect(struct ctx *c, int argc, char **argv)
 	struct lk_election_opts opts = LK_ELECTION_OPTS_INIT;
 	struct elect_opts eo;
 	struct run_opts *o = &eo.ro;
-	struct run_state rs = { { -1, -1 } };
+	struct run_state rs = { { -1, -1 }, 0 };
 	struct sup s = { 0 };
 	struct lk_store *st = NULL;
 	struct lk_election *e = NULL;
@@ -241,6 +241,7 @@ int cmd_elect(struct ctx *c, int argc, char **argv)
 	char abs[PATH_MAX + 8];
 	const char *store_env = c->store;
 	int r, rc, lease;
+	unsigned epoch;
 
 	parse_elect(&eo, argc, argv);
 	rc = open_store(c, 0, &st);
@@ -313,6 +314,7 @@ int cmd_elect(struct ctx *c, int argc, char **argv)
 		atomic_store(&s.sh->deadline_ns, 0);
 		while (read(rs.lostfd[0], b, sizeof(b)) > 0)
 			;
+		epoch = guard_file_epoch(lk_election_lock(e));
 		r = guard_start(&s);
 		if (r < 0) {
 			errline("%s: cannot start the supervisor: %s", o->name, strerror(-r));
@@ -322,6 +324,13 @@ int cmd_elect(struct ctx *c, int argc, char **argv)
 		if (lease)
 			lk_election_set_pid(e, s.g);
 		r = lk_election_campaign(e, eo.value, eo.value ? strlen(eo.value) : 0, o->wait_ms);
+		if (r == 0 && guard_file_epoch(lk_election_lock(e)) != epoch) {
+			/* kernel mode: the lock file was pruned and reopened while
+			 * we waited; the guardian shares the old one (see run.c) */
+			lk_election_resign(e);
+			guard_stop(&s);
+			continue;
+		}
 		/* the campaign may have reopened the lock (lease mode) */
 		m.lk = lk_election_lock(e);
 		m.leading = r == 0;

@@ -60,6 +60,7 @@
 #include <unistd.h>
 
 #include "guard.h"
+#include "internal.h"
 
 /* ------------------------------------------------------------------------
  * Messages from the guardian to lockctl, over a pipe (8 bytes: atomic).
@@ -415,7 +416,7 @@ void guard_on_lost(struct lk_lock *lk, int reason, void *userdata)
 	char b = 1;
 
 	(void)lk;
-	(void)reason;
+	atomic_store(&rs->reason, reason);
 	if (write(rs->lostfd[1], &b, 1) < 0) {
 		/* lockctl notices on its next check anyway */
 	}
@@ -443,6 +444,11 @@ int guard_start(struct sup *s)
 	close(s->msgp[1]);
 	close(s->gop[0]);
 	return 0;
+}
+
+unsigned guard_file_epoch(struct lk_lock *lk)
+{
+	return lk && lk->mode == LK_MODE_KERNEL && lk->bk ? lk->bk->reopened : 0;
 }
 
 /* Tell the guardian to give up, and wait for it. */
@@ -532,7 +538,11 @@ int guard_supervise(struct sup *s, struct lk_lock *lk, struct run_state *rs)
 				if (c > 0)
 					kill(-c, SIGTERM);
 				errline("%s: lease lost (%s); stopping COMMAND", o->name,
-					lk_lock_errmsg(lk)[0] ? lk_lock_errmsg(lk) : "not renewed in time");
+					lk_lock_errmsg(lk)[0]		   ? lk_lock_errmsg(lk)
+					: atomic_load(&rs->reason) == -ESTALE ? "a newer generation "
+										"exists: broken or "
+										"taken over"
+										: "not renewed in time");
 			} else {
 				publish_deadline(s, lk);
 			}

@@ -69,6 +69,7 @@ struct sup {
 
 struct run_state {
 	int lostfd[2]; /* the engine's on_lost callback writes here */
+	_Atomic int reason; /* on_lost's reason: -ETIMEDOUT or -ESTALE */
 };
 
 /* Map the state shared with guardians (s->sh); 0 or -errno. */
@@ -84,6 +85,14 @@ void guard_stop(struct sup *s);
  * exited: COMMAND's exit status, or an EXIT_* code (EXIT_LOST when the lease
  * was lost). rs->lostfd[0] becomes readable when the lease is lost. */
 int guard_supervise(struct sup *s, struct lk_lock *lk, struct run_state *rs);
+/*
+ * Kernel mode: how often the lock's file was reopened under the handle (it
+ * was pruned while we waited). The guardian shares the open file description
+ * it was forked with; when this changes across an acquire, the guardian must
+ * be started again before COMMAND runs, or the lock would not outlive a
+ * SIGKILLed lockctl.
+ */
+unsigned guard_file_epoch(struct lk_lock *lk);
 /* An lk_lost_fn for the lock: pokes rs->lostfd (userdata is the run_state). */
 void guard_on_lost(struct lk_lock *lk, int reason, void *userdata);
 

@@ -103,7 +103,7 @@ static void report(int json, const char *name, const struct lk__prune_res *p, co
 
 int cmd_prune(struct ctx *c, int argc, char **argv)
 {
-	struct names ns = { 0 };
+	struct names ns = {0};
 	struct lk_store *st = NULL;
 	struct passwd *pw;
 	char label[LK_OWNER_MAX + 1];
@@ -138,8 +138,7 @@ int cmd_prune(struct ctx *c, int argc, char **argv)
 	if (rc)
 		return rc;
 	pw = getpwuid(geteuid());
-	snprintf(label, sizeof(label), "%s: lockctl prune",
-		 pw && pw->pw_name ? pw->pw_name : "?");
+	snprintf(label, sizeof(label), "%s: lockctl prune", pw && pw->pw_name ? pw->pw_name : "?");
 	/* the whole list first: entries go away under the listing otherwise */
 	r = lk_store_list(st, add_name, &ns);
 	if (r < 0) {
@@ -149,7 +148,7 @@ int cmd_prune(struct ctx *c, int argc, char **argv)
 	}
 	for (size_t i = 0; i < ns.n; i++) {
 		struct lk__prune_res p;
-		struct lk_err err = { "" };
+		struct lk_err err = {""};
 
 		r = lk__lock_prune(st, ns.v[i], label, older, flags, &p, &err);
 		if (r < 0) {

@@ -350,13 +350,14 @@ int cmd_run(struct ctx *c, int argc, char **argv)
 	struct lk_lock_opts lo = LK_LOCK_OPTS_INIT;
 	struct lk_lease_params lp;
 	struct run_opts o;
-	struct run_state rs = { { -1, -1 } };
+	struct run_state rs = { { -1, -1 }, 0 };
 	struct sup s = { 0 };
 	struct lk_store *st = NULL;
 	struct lk_lock *lk = NULL;
 	struct run_metrics m = { 0 };
 	char abs[PATH_MAX + 8];
 	const char *store_env = c->store;
+	unsigned epoch;
 	int r, rc;
 
 	parse_run(&o, argc, argv);
@@ -427,6 +428,7 @@ int cmd_run(struct ctx *c, int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 
+	epoch = guard_file_epoch(lk);
 	r = guard_start(&s);
 	if (r < 0) {
 		errline("%s: cannot start the supervisor: %s", o.name, strerror(-r));
@@ -450,6 +452,24 @@ int cmd_run(struct ctx *c, int argc, char **argv)
 
 	m.lk = lk;
 	r = lk_lock_acquire(lk, o.nonblock ? 0 : o.wait_ms);
+	while (r == 0 && guard_file_epoch(lk) != epoch) {
+		/*
+		 * The lock file was pruned while we waited and the lock taken on
+		 * the file now at its name: the guardian still shares the old
+		 * one. Let go, and start again with a guardian that shares it.
+		 */
+		lk_lock_release(lk);
+		guard_stop(&s);
+		epoch = guard_file_epoch(lk);
+		r = guard_start(&s);
+		if (r < 0) {
+			errline("%s: cannot start the supervisor: %s", o.name, strerror(-r));
+			lk_lock_close(lk);
+			lk_store_close(st);
+			return EXIT_INTERNAL;
+		}
+		r = lk_lock_acquire(lk, o.nonblock ? 0 : o.wait_ms);
+	}
 	run_metrics_write(&m);
 	if (r < 0) {
 		if (r == -EWOULDBLOCK || r == -ETIMEDOUT) {

@@ -54,6 +54,10 @@ struct lk_bstore {
 
 struct lk_bklock {
 	struct lk_bstore *bs;
+	/* times the backend reopened the lock's name under this handle (a file
+	 * removed by lockctl prune): a process that shares the handle's open
+	 * file description (lockctl's guardian) must share it again */
+	unsigned reopened;
 };
 
 /*
