@@ -88,6 +88,8 @@ struct nfs_fh {
 const struct nfs_fh *nfs_get_rootfh(struct nfs_context *nfs);
 
 #define NFS_OP_TIMEOUT_MS 2000
+/* A blocking call's wait once the server is presumed unreachable */
+#define NFS_SILENT_TIMEOUT_MS 300
 #define JUKEBOX_TRIES 10
 #define NFS_MAX_IO 32768 /* one READ or WRITE: records are far smaller */
 #define CACHE_BUCKETS 256
@@ -121,6 +123,10 @@ struct nfs_store {
 	int kick_fd;              /* eventfd: a renewal was queued */
 	struct arenew *inflight;  /* under mu */
 	atomic_int last_fd;       /* the connection's descriptor, last seen */
+	/* under mu: when a reply last came, and the send time of the oldest
+	 * request given up on since (0: none) */
+	int64_t heard_ns;
+	int64_t silent_from_ns;
 	struct nfs_context *ctx;
 	struct rpc_context *rpc;
 	char *server;
@@ -259,6 +265,8 @@ struct dent {
 };
 
 struct req {
+	struct nfs_store *ns;
+	int64_t sent_ns;
 	enum op op;
 	int done;
 	int abandoned; /* the caller gave up: the callback frees it */
@@ -435,11 +443,42 @@ static void decode(struct req *rq, void *data)
 	}
 }
 
+/*
+ * A request given up on without a reply: past its deadline (a blocking
+ * call's NFS_OP_TIMEOUT_MS, or a renewal's period), with nothing heard from
+ * the server since it was sent. The server is then presumed unreachable (a
+ * cut link, a dead server) and blocking calls wait NFS_SILENT_TIMEOUT_MS
+ * instead: a holder whose lease a partition ended records the loss in the
+ * audit log and closes promptly, instead of waiting the full timeout on
+ * every call after COMMAND was stopped. Only the wait is shorter: the
+ * request is abandoned like any late one and may still land. Any reply
+ * ends the presumption. With the store's mutex held.
+ */
+static void given_up(struct nfs_store *ns, const struct req *rq)
+{
+	if (rq->sent_ns > ns->heard_ns &&
+	    (!ns->silent_from_ns || rq->sent_ns < ns->silent_from_ns))
+		ns->silent_from_ns = rq->sent_ns;
+}
+
+static int64_t call_timeout_ns(const struct nfs_store *ns)
+{
+	if (ns->silent_from_ns)
+		return (int64_t)NFS_SILENT_TIMEOUT_MS * 1000000;
+	return (int64_t)NFS_OP_TIMEOUT_MS * 1000000;
+}
+
 static void req_cb(struct rpc_context *rpc, int status, void *data, void *private_data)
 {
 	struct req *rq = private_data;
 
 	(void)rpc;
+	/* the context is serviced under the store's mutex, and a context
+	 * being destroyed cancels (status CANCEL) before its store is freed */
+	if (status == RPC_STATUS_SUCCESS && rq->ns) {
+		rq->ns->heard_ns = now_ns();
+		rq->ns->silent_from_ns = 0;
+	}
 	if (rq->abandoned) {
 		req_free(rq);
 		return;
@@ -473,6 +512,7 @@ static int run(struct nfs_store *ns, struct req *rq, int64_t deadline)
 		 * was stopped, the reply may be waiting in the socket already */
 		pump(ns, ms);
 		if (!rq->done && now_ns() >= deadline) {
+			given_up(ns, rq);
 			rq->abandoned = 1;
 			return -ETIMEDOUT;
 		}
@@ -547,6 +587,8 @@ static int send_req(struct nfs_store *ns, struct req *rq, struct args *a)
 	struct rpc_context *rpc = ns->rpc;
 	int r;
 
+	rq->ns = ns;
+	rq->sent_ns = now_ns();
 	switch (rq->op) {
 	case OP_LOOKUP:
 		r = rpc_nfs3_lookup_async(rpc, req_cb, &a->u.lookup, rq);
@@ -626,9 +668,11 @@ static int call(struct nfs_store *ns, enum op op, struct args *a, struct req **r
 			free(rq);
 			return r;
 		}
-		r = run(ns, rq, now_ns() + (int64_t)NFS_OP_TIMEOUT_MS * 1000000);
+		r = run(ns, rq, now_ns() + call_timeout_ns(ns));
 		if (r < 0)
 			return r; /* rq is abandoned: the callback frees it */
+		if (rq->status == RPC_STATUS_TIMEOUT)
+			given_up(ns, rq);
 		if (rq->status != RPC_STATUS_SUCCESS) {
 			r = rq->status == RPC_STATUS_TIMEOUT ? -ETIMEDOUT : -ENOTCONN;
 			req_free(rq);
@@ -896,15 +940,20 @@ static void forget_all(struct nfs_store *ns)
 #define CALL_BEGIN(ns) pthread_mutex_lock(&(ns)->mu)
 #define CALL_END(ns) pthread_mutex_unlock(&(ns)->mu)
 
-/* Run expr again once, from fresh lookups, if it met a stale handle. */
+/*
+ * Run expr again, from fresh lookups, if it met a stale handle: at most three
+ * times. A handle found stale right after a fresh lookup names something
+ * removed in between (a lock directory pruned and made again, say): by then
+ * it is gone, -ENOENT, which callers handle as "look again".
+ */
 #define STALE_RETRY(ns, expr)                                                                \
 	({                                                                                   \
 		int r_ = (expr);                                                             \
-		if (r_ == -ESTALE) {                                                         \
+		for (int t_ = 0; r_ == -ESTALE && t_ < 3; t_++) {                            \
 			forget_all(ns);                                                      \
 			r_ = (expr);                                                         \
 		}                                                                            \
-		r_;                                                                          \
+		r_ == -ESTALE ? -ENOENT : r_;                                                \
 	})
 
 /* ------------------------------------------------------------------------
@@ -993,6 +1042,10 @@ static void reap(struct nfs_store *ns)
 		struct arenew *a = *pp;
 		int late = now >= a->deadline;
 
+		if (late && a->w && !a->w->done)
+			given_up(ns, a->w);
+		if (late && a->p && !a->p->done)
+			given_up(ns, a->p);
 		if (!a->wrep && (!a->w || a->w->done || late)) {
 			int res = a->w && a->w->done ? write_res(a, a->w) : a->w ? -ETIMEDOUT : -EIO;
 
