@@ -100,8 +100,34 @@ static int nfs_args_ok(const char *q)
 				known = 1;
 		if (!known)
 			return 0;
-		if (klen == 7 && !strncmp(q, "version", 7) && !(eq && n == 9 && eq[1] == '3'))
-			return 0;
+		if (klen == 7 && !strncmp(q, "version", 7)) {
+			if (!(eq && n == 9 && eq[1] == '3'))
+				return 0;
+		} else {
+			/* the others take a whole number: ports 1-65535, the
+			 * traverse switch 0 or 1, ids and counts 32 bits */
+			const char *v = eq ? eq + 1 : q + n;
+			size_t vlen = (size_t)(q + n - v);
+			unsigned long long x = 0;
+
+			if (!vlen)
+				return 0;
+			for (size_t i = 0; i < vlen; i++) {
+				if (v[i] < '0' || v[i] > '9')
+					return 0;
+				x = x * 10 + (unsigned long long)(v[i] - '0');
+				if (x > 0xffffffffULL)
+					x = 0x100000000ULL; /* too big, however many digits follow */
+			}
+			if (x > 0xffffffffULL)
+				return 0;
+			if ((klen == 7 && !strncmp(q, "nfsport", 7)) ||
+			    (klen == 9 && !strncmp(q, "mountport", 9)))
+				if (x == 0 || x > 65535)
+					return 0;
+			if (klen == 20 && !strncmp(q, "auto-traverse-mounts", 20) && x > 1)
+				return 0;
+		}
 		q = amp ? amp + 1 : NULL;
 	}
 	return 1;
