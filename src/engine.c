@@ -16,8 +16,11 @@
  *    succeeds moves the deadline to t_submit + T*(1-rho) - margin.
  *  - A renewal that completes at or after the deadline then in force is
  *    ignored: once the deadline has passed the lease is lost for good.
- *  - At most one write is in flight per lease: a write abandoned by a timeout
- *    could otherwise land after a newer one and roll the record back.
+ *  - At most one write is in flight per lease on local stores: a write
+ *    abandoned by a timeout could otherwise land after a newer one and roll
+ *    the record back. On nfs:// a renewal given up on stays queued in the
+ *    connection while the next one is sent (docs/protocol.md, section 27,
+ *    says what that allows and why it is safe when each write lands once).
  *  - A renewal counts only if the probe shows that g.<N+1> does not exist;
  *    if it does, someone broke or took over the lease: lost at once.
  */

@@ -46,7 +46,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -67,6 +66,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "engine.h"
 #include "internal.h"
 #include "lockkit.h"
@@ -76,7 +76,6 @@
 
 /* How long any wait for the other side may take before the run is failed. */
 #define STALL_NS (10 * 1000000000LL)
-#define NS_PER_S 1000000000LL
 
 #define RECORD_SIZE  256
 #define BASE_FILES   512 /* files the pwrite baseline cycles through */
@@ -127,154 +126,21 @@ enum unit {
 	U_COUNT, /* a number of events */
 };
 
-enum goal_kind {
-	GOAL_NONE,  /* informational row */
-	GOAL_VALUE, /* value <= goal */
-	GOAL_RATIO, /* value / baseline <= goal */
-};
-
-struct row {
-	char name[64];
-	enum unit unit;
-	double value;
-	double base; /* < 0: no baseline */
-	enum goal_kind goal;
-	double goal_val;
-};
-
 #define MAX_ROWS  64
 #define MAX_NOTES 32
+#define NOTE_LEN  320
 
 struct bench {
 	struct cfg c;
 	char dir[256]; /* the temporary directory, removed at exit */
-	struct row rows[MAX_ROWS];
-	int nrows;
-	char notes[MAX_NOTES][320];
-	int nnotes;
+	struct bench_table t;
 };
 
 /* ------------------------------------------------------------------------
  * Small helpers
  */
 
-static int64_t clock_ns(clockid_t id)
-{
-	struct timespec ts;
-
-	clock_gettime(id, &ts);
-	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
-static int64_t now_ns(void)
-{
-	return clock_ns(CLOCK_MONOTONIC);
-}
-
-static void sleep_ns(int64_t ns)
-{
-	struct timespec ts;
-	int64_t until = now_ns() + ns;
-
-	ts.tv_sec = until / NS_PER_S;
-	ts.tv_nsec = until % NS_PER_S;
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
-}
-
-/* Print why something failed and pass the error on. */
-static int __attribute__((format(printf, 2, 3))) fail(int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("bench_lease: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	if (r)
-		fprintf(stderr, ": %s", strerror(-r));
-	fputc('\n', stderr);
-	return r ? r : -EIO;
-}
-
-static void __attribute__((format(printf, 2, 3))) note(struct bench *b, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (b->nnotes >= MAX_NOTES)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->notes[b->nnotes++], sizeof(b->notes[0]), fmt, ap);
-	va_end(ap);
-}
-
-static struct row *__attribute__((format(printf, 2, 3)))
-add_row(struct bench *b, const char *fmt, ...)
-{
-	struct row *r;
-	va_list ap;
-
-	if (b->nrows >= MAX_ROWS)
-		return NULL;
-	r = &b->rows[b->nrows++];
-	memset(r, 0, sizeof(*r));
-	r->base = -1;
-	va_start(ap, fmt);
-	vsnprintf(r->name, sizeof(r->name), fmt, ap);
-	va_end(ap);
-	return r;
-}
-
-static void set_row(struct row *r, enum unit unit, double value, double base, enum goal_kind goal,
-                    double goal_val)
-{
-	if (!r)
-		return;
-	r->unit = unit;
-	r->value = value;
-	r->base = base;
-	r->goal = goal;
-	r->goal_val = goal_val;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, size_t n)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* Nearest-rank percentile, pct in (0, 100]; sorts v. */
-static double percentile(double *v, size_t n, double pct)
-{
-	double x = pct / 100.0 * (double)n;
-	size_t k = (size_t)x;
-
-	if ((double)k < x)
-		k++;
-	qsort(v, n, sizeof(*v), cmp_double);
-	if (k < 1)
-		k = 1;
-	if (k > n)
-		k = n;
-	return v[k - 1];
-}
-
-static double max_of(const double *v, size_t n)
-{
-	double m = v[0];
-
-	for (size_t i = 1; i < n; i++)
-		if (v[i] > m)
-			m = v[i];
-	return m;
-}
+const char bench_name[] = "bench_lease";
 
 /* A MAP_SHARED anonymous mapping: results and hand-shakes across fork(). */
 static void *shared_alloc(size_t len)
@@ -297,14 +163,14 @@ static void word_set(_Atomic uint32_t *word, uint32_t v)
 /* Wait until *word >= want, *failed is set (-ECANCELED) or the run stalls. */
 static int word_wait(_Atomic uint32_t *word, uint32_t want, atomic_int *failed, int64_t stall_ns)
 {
-	int64_t deadline = now_ns() + stall_ns;
+	int64_t deadline = bench_now_ns() + stall_ns;
 	struct timespec ts = {0, 50 * 1000000};
 	uint32_t cur;
 
 	while ((cur = atomic_load(word)) < want) {
 		if (atomic_load(failed))
 			return -ECANCELED;
-		if (now_ns() > deadline)
+		if (bench_now_ns() > deadline)
 			return -ETIMEDOUT;
 		if (syscall(SYS_futex, (void *)word, FUTEX_WAIT, cur, &ts, NULL, 0) < 0 &&
 		    errno != EAGAIN && errno != EINTR && errno != ETIMEDOUT)
@@ -347,15 +213,15 @@ static int in_poll(pid_t pid)
 
 static int wait_in_poll(pid_t pid, atomic_int *failed)
 {
-	int64_t deadline = now_ns() + STALL_NS;
+	int64_t deadline = bench_now_ns() + STALL_NS;
 	int r;
 
 	while ((r = in_poll(pid)) == 0) {
 		if (atomic_load(failed))
 			return -ECANCELED;
-		if (now_ns() > deadline)
+		if (bench_now_ns() > deadline)
 			return -ETIMEDOUT;
-		sleep_ns(50000);
+		bench_sleep_ns(50000);
 	}
 	return r < 0 ? r : 0;
 }
@@ -363,7 +229,7 @@ static int wait_in_poll(pid_t pid, atomic_int *failed)
 /* Reap pid, killing it if it has not exited by the deadline. */
 static int reap(pid_t pid, int64_t stall_ns, int *ret_status)
 {
-	int64_t deadline = now_ns() + stall_ns;
+	int64_t deadline = bench_now_ns() + stall_ns;
 	int status = 0;
 	pid_t w;
 
@@ -373,12 +239,12 @@ static int reap(pid_t pid, int64_t stall_ns, int *ret_status)
 			break;
 		if (w < 0 && errno != EINTR)
 			return -errno;
-		if (now_ns() > deadline) {
+		if (bench_now_ns() > deadline) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			return -ETIMEDOUT;
 		}
-		sleep_ns(2000000);
+		bench_sleep_ns(2000000);
 	}
 	if (ret_status)
 		*ret_status = status;
@@ -404,18 +270,6 @@ static int count_fds(void)
 			n++;
 	closedir(d);
 	return n - 1; /* the directory's own descriptor */
-}
-
-static int rm_entry(const char *path, const struct stat *s, int flag, struct FTW *ftw)
-{
-	if (remove(path) < 0)
-		fprintf(stderr, "bench_lease: cannot remove %s: %s\n", path, strerror(errno));
-	return 0;
-}
-
-static void rm_tree(const char *path)
-{
-	nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS);
 }
 
 /* ------------------------------------------------------------------------
@@ -466,7 +320,7 @@ static void sum_counters(struct lk_store *st, struct lk_lock **locks, int n, str
 
 static double thread_cpu_ns(void)
 {
-	return (double)clock_ns(CLOCK_THREAD_CPUTIME_ID);
+	return (double)bench_clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static int write_rec(int fd, const uint8_t *rec)
@@ -511,7 +365,7 @@ static int pwrite_baseline(const char *dir, int batches, struct renew_res *res)
 			goto out;
 		}
 	}
-	sleep_ns(20000000);
+	bench_sleep_ns(20000000);
 	for (int b = 0; b < batches; b++) {
 		t = thread_cpu_ns();
 		for (int i = 0; i < nfd && r == 0; i++)
@@ -519,9 +373,9 @@ static int pwrite_baseline(const char *dir, int batches, struct renew_res *res)
 		v[b] = (thread_cpu_ns() - t) / nfd;
 		if (r < 0)
 			goto out;
-		sleep_ns(10000000);
+		bench_sleep_ns(10000000);
 	}
-	res->pwrite_ns = median(v, (size_t)batches);
+	res->pwrite_ns = bench_median(v, (size_t)batches);
 	for (int b = 0; b < batches; b++) {
 		t = thread_cpu_ns();
 		for (int i = 0; i < nfd && r == 0; i++)
@@ -530,11 +384,11 @@ static int pwrite_baseline(const char *dir, int batches, struct renew_res *res)
 		if (r < 0)
 			goto out;
 	}
-	res->pwrite_tight_ns = median(v, (size_t)batches);
+	res->pwrite_tight_ns = bench_median(v, (size_t)batches);
 out:
 	for (int i = 0; i < nfd; i++)
 		close(fds[i]);
-	rm_tree(dir);
+	bench_rm_tree(dir);
 	free(v);
 	return r;
 }
@@ -609,7 +463,7 @@ static void renew_child(const struct cfg *c, const char *dir, int uring, int n_r
 	o.on_lost = on_lost_count;
 	o.userdata = &lost_cb;
 
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	for (int i = 0; i < n; i++) {
 		snprintf(name, sizeof(name), "lease-%05d", i);
 		r = lk_lock_open(st, name, &o, &locks[i]);
@@ -644,21 +498,21 @@ static void renew_child(const struct cfg *c, const char *dir, int uring, int n_r
 			}
 		}
 	}
-	res->acquire_s = (double)(now_ns() - t0) / 1e9;
+	res->acquire_s = (double)(bench_now_ns() - t0) / 1e9;
 	res->n = n;
 	snprintf(res->engine, sizeof(res->engine), "%s", lk_store_engine(st));
 
-	sleep_ns(100000000);
+	bench_sleep_ns(100000000);
 	if (c->verbose)
 		fprintf(stderr, "bench_lease: pid %d: %d leases held, window of %.1f s starts\n",
 		        (int)getpid(), n, c->window_s);
 	sum_counters(st, locks, n, &c0);
 	getrusage(RUSAGE_SELF, &ru0);
-	cpu0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
-	w0 = now_ns();
-	sleep_ns((int64_t)(c->window_s * 1e9));
-	w1 = now_ns();
-	cpu1 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+	cpu0 = bench_clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+	w0 = bench_now_ns();
+	bench_sleep_ns((int64_t)(c->window_s * 1e9));
+	w1 = bench_now_ns();
+	cpu1 = bench_clock_ns(CLOCK_PROCESS_CPUTIME_ID);
 	getrusage(RUSAGE_SELF, &ru1);
 	sum_counters(st, locks, n, &c1);
 	if (c->verbose)
@@ -682,11 +536,11 @@ static void renew_child(const struct cfg *c, const char *dir, int uring, int n_r
 	}
 	res->status = 0;
 out:
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	for (int i = 0; i < n; i++)
 		lk_lock_close(locks[i]);
 	lk_store_close(st);
-	res->close_s = (double)(now_ns() - t0) / 1e9;
+	res->close_s = (double)(bench_now_ns() - t0) / 1e9;
 	res->lost_cb = atomic_load(&lost_cb);
 	free(locks);
 }
@@ -700,12 +554,12 @@ static int run_renew(struct bench *b, int uring, int n_req)
 	pid_t pid;
 
 	if (!res)
-		return fail(-errno, "mmap");
+		return bench_fail(-errno, "mmap");
 	res->status = -ECHILD;
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0) {
-		r = fail(-errno, "fork");
+		r = bench_fail(-errno, "fork");
 		goto out;
 	}
 	if (pid == 0) {
@@ -714,56 +568,62 @@ static int run_renew(struct bench *b, int uring, int n_req)
 		_exit(0);
 	}
 	/* 10,000 synced claims take a while on a slow disk; a hang does not. */
-	r = reap(pid, (int64_t)n_req * 50000000 + (int64_t)(c->window_s * 1e9) + 120 * NS_PER_S,
+	r = reap(pid,
+	         (int64_t)n_req * 50000000 + (int64_t)(c->window_s * 1e9) + 120 * BENCH_NS_PER_S,
 	         &status);
 	snprintf(store, sizeof(store), "%s/renew-%s-%d", b->dir, uring ? "uring" : "thread", n_req);
-	rm_tree(store);
+	bench_rm_tree(store);
 	if (r < 0) {
-		r = fail(r, "the %d-lease run did not finish", n_req);
+		r = bench_fail(r, "the %d-lease run did not finish", n_req);
 		goto out;
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		r = fail(0, "the %d-lease run died (status 0x%x)", n_req, status);
+		r = bench_fail(0, "the %d-lease run died (status 0x%x)", n_req, status);
 		goto out;
 	}
 	if (res->status < 0) {
-		r = fail(0, "%d leases, %s engine: %s", n_req, uring ? "io_uring" : "thread",
-		         res->err);
+		r = bench_fail(0, "%d leases, %s engine: %s", n_req, uring ? "io_uring" : "thread",
+		               res->err);
 		goto out;
 	}
 	if (strcmp(res->engine, uring ? "io_uring" : "thread"))
-		note(b, "1: asked for the %s engine, the store chose %s",
-		     uring ? "io_uring" : "thread", res->engine);
+		bench_note(&b->t, "1: asked for the %s engine, the store chose %s",
+		           uring ? "io_uring" : "thread", res->engine);
 	if (res->n < n_req)
-		note(b, "1: %d leases do not fit in %d descriptors (%d per held lease): held %d",
-		     n_req, res->fd_limit, res->fds_per_lease, res->n);
+		bench_note(&b->t,
+		           "1: %d leases do not fit in %d descriptors (%d per held lease): held %d",
+		           n_req, res->fd_limit, res->fds_per_lease, res->n);
 
 	snprintf(label, sizeof(label), "1. %s N=%d", res->engine, res->n);
-	set_row(add_row(b, "%s: acquire all", label), U_S, res->acquire_s, -1, GOAL_NONE, 0);
+	bench_set_row(bench_add_row(&b->t, "%s: acquire all", label), U_S, res->acquire_s, -1,
+	              BENCH_GOAL_NONE, 0);
 	/* The CPU goal is stated for 10,000 leases; smaller counts are shown. */
-	set_row(add_row(b, "   CPU, %% of one core"), U_PCT, 100.0 * res->cpu_s / res->window_s, -1,
-	        n_req >= 10000 ? GOAL_VALUE : GOAL_NONE, 10.0);
+	bench_set_row(bench_add_row(&b->t, "   CPU, %% of one core"), U_PCT,
+	              100.0 * res->cpu_s / res->window_s, -1,
+	              n_req >= 10000 ? BENCH_GOAL_ABS : BENCH_GOAL_NONE, 10.0);
 	if (res->renewals)
-		set_row(add_row(b, "   CPU per renewal vs pwrite"), U_US,
-		        res->cpu_s * 1e6 / (double)res->renewals, res->pwrite_ns / 1e3, GOAL_RATIO,
-		        1.5);
+		bench_set_row(bench_add_row(&b->t, "   CPU per renewal vs pwrite"), U_US,
+		              res->cpu_s * 1e6 / (double)res->renewals, res->pwrite_ns / 1e3,
+		              BENCH_GOAL_RATIO, 1.5);
 	else
-		note(b, "1: %s N=%d: no renewal in the window", res->engine, res->n);
-	set_row(add_row(b, "   late renewals"), U_COUNT, (double)res->late, -1, GOAL_VALUE, 0);
+		bench_note(&b->t, "1: %s N=%d: no renewal in the window", res->engine, res->n);
+	bench_set_row(bench_add_row(&b->t, "   late renewals"), U_COUNT, (double)res->late, -1,
+	              BENCH_GOAL_ABS, 0);
 	/* lost: lk_lock_check() failed at the end, or on_lost ran at any time */
-	set_row(add_row(b, "   leases lost"), U_COUNT,
-	        (double)(res->lost_check > res->lost_cb ? res->lost_check : res->lost_cb), -1,
-	        GOAL_VALUE, 0);
-	note(b,
-	     "1: %s N=%d: %.3f ms/acquire; window %.2f s: %llu renewals (%.0f/s), %llu failed, "
-	     "user %.3f s sys %.3f s; late %llu, lost %d+%d; least time left %lld ms; "
-	     "pwrite %.2f us (tight loop on one file %.2f us); close all %.2f s",
-	     res->engine, res->n, res->acquire_s * 1e3 / res->n, res->window_s,
-	     (unsigned long long)res->renewals, (double)res->renewals / res->window_s,
-	     (unsigned long long)res->failures, res->user_s, res->sys_s,
-	     (unsigned long long)res->late, res->lost_check, res->lost_cb,
-	     (long long)res->min_left_ms, res->pwrite_ns / 1e3, res->pwrite_tight_ns / 1e3,
-	     res->close_s);
+	bench_set_row(bench_add_row(&b->t, "   leases lost"), U_COUNT,
+	              (double)(res->lost_check > res->lost_cb ? res->lost_check : res->lost_cb), -1,
+	              BENCH_GOAL_ABS, 0);
+	bench_note(
+		&b->t,
+		"1: %s N=%d: %.3f ms/acquire; window %.2f s: %llu renewals (%.0f/s), %llu failed, "
+		"user %.3f s sys %.3f s; late %llu, lost %d+%d; least time left %lld ms; "
+		"pwrite %.2f us (tight loop on one file %.2f us); close all %.2f s",
+		res->engine, res->n, res->acquire_s * 1e3 / res->n, res->window_s,
+		(unsigned long long)res->renewals, (double)res->renewals / res->window_s,
+		(unsigned long long)res->failures, res->user_s, res->sys_s,
+		(unsigned long long)res->late, res->lost_check, res->lost_cb,
+		(long long)res->min_left_ms, res->pwrite_ns / 1e3, res->pwrite_tight_ns / 1e3,
+		res->close_s);
 	r = 0;
 out:
 	munmap(res, sizeof(*res));
@@ -889,7 +749,7 @@ static void fo_waiter(const char *store, const char *name, uint64_t ttl_ms, stru
 		goto failed;
 	word_set(&s->waiter_ready, 1);
 	r = lk_lock_acquire(lk, -1);
-	s->t_acq = now_ns();
+	s->t_acq = bench_now_ns();
 	if (r < 0) {
 		shm_err(s->err, r, "waiter: lk_lock_acquire: %s", lk_lock_errmsg(lk));
 		goto failed;
@@ -915,11 +775,11 @@ static int failover_once(struct bench *b, const char *store, const char *name, i
 	int r, status;
 
 	if (!s)
-		return fail(-errno, "mmap");
+		return bench_fail(-errno, "mmap");
 	fflush(NULL);
 	holder = fork();
 	if (holder < 0) {
-		r = fail(-errno, "fork");
+		r = bench_fail(-errno, "fork");
 		goto out;
 	}
 	if (holder == 0) {
@@ -928,12 +788,12 @@ static int failover_once(struct bench *b, const char *store, const char *name, i
 	}
 	r = word_wait(&s->holder_ready, 1, &s->failed, STALL_NS);
 	if (r < 0 || atomic_load(&s->failed)) {
-		r = fail(r, "failover holder: %s", s->err[0] ? s->err : "did not start");
+		r = bench_fail(r, "failover holder: %s", s->err[0] ? s->err : "did not start");
 		goto out;
 	}
 	waiter = fork();
 	if (waiter < 0) {
-		r = fail(-errno, "fork");
+		r = bench_fail(-errno, "fork");
 		goto out;
 	}
 	if (waiter == 0) {
@@ -944,12 +804,12 @@ static int failover_once(struct bench *b, const char *store, const char *name, i
 	if (r == 0)
 		r = wait_in_poll(waiter, &s->failed);
 	if (r < 0 || atomic_load(&s->failed)) {
-		r = fail(r, "failover waiter: %s", s->err[0] ? s->err : "did not block");
+		r = bench_fail(r, "failover waiter: %s", s->err[0] ? s->err : "did not block");
 		goto out;
 	}
 	/* Kill at a random point of the renewal cycle. */
-	sleep_ns((int64_t)(drand48() * (double)ttl_ms / 4 * 1e6));
-	t_kill = now_ns();
+	bench_sleep_ns((int64_t)(drand48() * (double)ttl_ms / 4 * 1e6));
+	t_kill = bench_now_ns();
 	kill(holder, SIGKILL);
 	/*
 	 * Reap at once, as init would: the fast path asks kill(pid, 0), and a
@@ -960,16 +820,17 @@ static int failover_once(struct bench *b, const char *store, const char *name, i
 	r = reap(waiter, (int64_t)ttl_ms * 3 * 1000000 + STALL_NS, &status);
 	waiter = -1;
 	if (r < 0) {
-		r = fail(r, "failover waiter did not acquire");
+		r = bench_fail(r, "failover waiter did not acquire");
 		goto out;
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || atomic_load(&s->failed)) {
-		r = fail(0, "failover waiter failed (status 0x%x): %s", status, s->err);
+		r = bench_fail(0, "failover waiter failed (status 0x%x): %s", status, s->err);
 		goto out;
 	}
 	if (s->waiter_token <= s->holder_token) {
-		r = fail(0, "failover: token %llu after %llu", (unsigned long long)s->waiter_token,
-		         (unsigned long long)s->holder_token);
+		r = bench_fail(0, "failover: token %llu after %llu",
+		               (unsigned long long)s->waiter_token,
+		               (unsigned long long)s->holder_token);
 		goto out;
 	}
 	*ret_ns = (double)(s->t_acq - t_kill);
@@ -998,7 +859,7 @@ static int bench_failover(struct bench *b)
 	int r = 0;
 
 	if (!v)
-		return fail(-ENOMEM, "allocating");
+		return bench_fail(-ENOMEM, "allocating");
 	snprintf(store, sizeof(store), "%s/failover", b->dir);
 	for (int foreign = 1; foreign >= 0 && r == 0; foreign--) {
 		double med, mx;
@@ -1011,25 +872,28 @@ static int bench_failover(struct bench *b)
 		}
 		if (r < 0)
 			break;
-		mx = max_of(v, (size_t)runs);
-		med = median(v, (size_t)runs);
+		mx = bench_max_of(v, (size_t)runs);
+		med = bench_median(v, (size_t)runs);
 		if (foreign) {
-			set_row(add_row(b, "2. failover, no fast path: median"), U_S, med / 1e9,
-			        ttl_ns / 1e9, GOAL_RATIO, 1.15);
-			set_row(add_row(b, "   failover, no fast path: max"), U_S, mx / 1e9,
-			        ttl_ns / 1e9, GOAL_RATIO, 1 + rho + 2 * poll_ns / ttl_ns);
+			bench_set_row(bench_add_row(&b->t, "2. failover, no fast path: median"),
+			              U_S, med / 1e9, ttl_ns / 1e9, BENCH_GOAL_RATIO, 1.15);
+			bench_set_row(bench_add_row(&b->t, "   failover, no fast path: max"), U_S,
+			              mx / 1e9, ttl_ns / 1e9, BENCH_GOAL_RATIO,
+			              1 + rho + 2 * poll_ns / ttl_ns);
 		} else {
 			/* At most one poll plus a claim: two polls is generous. */
-			set_row(add_row(b, "   failover, fast path: median"), U_S, med / 1e9,
-			        ttl_ns / 1e9, GOAL_NONE, 0);
-			set_row(add_row(b, "   failover, fast path: max"), U_S, mx / 1e9,
-			        ttl_ns / 1e9, GOAL_RATIO, 2 * poll_ns / ttl_ns);
+			bench_set_row(bench_add_row(&b->t, "   failover, fast path: median"), U_S,
+			              med / 1e9, ttl_ns / 1e9, BENCH_GOAL_NONE, 0);
+			bench_set_row(bench_add_row(&b->t, "   failover, fast path: max"), U_S,
+			              mx / 1e9, ttl_ns / 1e9, BENCH_GOAL_RATIO,
+			              2 * poll_ns / ttl_ns);
 		}
-		note(b,
-		     "2: %s: %d runs, TTL %.2f s, baseline column is the TTL, ratio = failover/TTL",
-		     foreign ? "no fast path" : "fast path", runs, ttl_ns / 1e9);
+		bench_note(&b->t,
+		           "2: %s: %d runs, TTL %.2f s, baseline column is the TTL, ratio = "
+		           "failover/TTL",
+		           foreign ? "no fast path" : "fast path", runs, ttl_ns / 1e9);
 	}
-	rm_tree(store);
+	bench_rm_tree(store);
 	free(v);
 	return r;
 }
@@ -1060,7 +924,7 @@ static int claim_sample(const char *dir, int i, int64_t *ret_ns)
 {
 	static const uint8_t rec[RECORD_SIZE] = {2};
 	char tmp[PATH_MAX], gen[PATH_MAX];
-	int64_t t0 = now_ns();
+	int64_t t0 = bench_now_ns();
 	int r = 0, fd;
 
 	snprintf(tmp, sizeof(tmp), "%s/tmp", dir);
@@ -1071,7 +935,7 @@ static int claim_sample(const char *dir, int i, int64_t *ret_ns)
 		r = -errno;
 	if (fd >= 0)
 		close(fd);
-	*ret_ns = now_ns() - t0;
+	*ret_ns = bench_now_ns() - t0;
 	unlink(gen);
 	return r;
 }
@@ -1122,7 +986,7 @@ static void ho_proc(const char *store, int k, int rounds, struct ho_shm *s)
 				shm_err(s->err, r, "baseline in %s", floor_dir);
 				goto failed;
 			}
-			s->t_rel[i] = now_ns();
+			s->t_rel[i] = bench_now_ns();
 			r = lk_lock_release(lk);
 			if (r < 0) {
 				shm_err(s->err, r, "lk_lock_release: %s", lk_lock_errmsg(lk));
@@ -1140,7 +1004,7 @@ static void ho_proc(const char *store, int k, int rounds, struct ho_shm *s)
 			}
 			word_set(&s->announced, (uint32_t)i + 1);
 			r = lk_lock_acquire(lk, -1);
-			s->t_acq[i] = now_ns();
+			s->t_acq[i] = bench_now_ns();
 			if (r < 0) {
 				shm_err(s->err, r, "round %d: lk_lock_acquire: %s", i,
 				        lk_lock_errmsg(lk));
@@ -1172,7 +1036,7 @@ static int bench_handoff(struct bench *b)
 	int r = 0, status;
 
 	if (!s || !v || !fl) {
-		r = fail(-ENOMEM, "allocating");
+		r = bench_fail(-ENOMEM, "allocating");
 		goto out;
 	}
 	snprintf(store, sizeof(store), "%s/handoff", b->dir);
@@ -1181,14 +1045,14 @@ static int bench_handoff(struct bench *b)
 	for (int k = 0; k < 2; k++) {
 		pid[k] = fork();
 		if (pid[k] < 0) {
-			r = fail(-errno, "fork");
+			r = bench_fail(-errno, "fork");
 			goto out;
 		}
 		if (pid[k] == 0) {
 			child_setup();
 			/* the peer's pid, for /proc: wait until the parent wrote it */
 			while (!atomic_load(&s->failed) && (!s->pid[0] || !s->pid[1]))
-				sleep_ns(100000);
+				bench_sleep_ns(100000);
 			ho_proc(store, k, rounds, s);
 		}
 	}
@@ -1196,41 +1060,42 @@ static int bench_handoff(struct bench *b)
 	atomic_thread_fence(memory_order_seq_cst);
 	s->pid[1] = pid[1];
 	for (int k = 0; k < 2; k++) {
-		int rr = reap(pid[k], (int64_t)rounds * NS_PER_S + 2 * STALL_NS, &status);
+		int rr = reap(pid[k], (int64_t)rounds * BENCH_NS_PER_S + 2 * STALL_NS, &status);
 
 		pid[k] = -1;
 		if (rr < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 			atomic_store(&s->failed, 1);
 			if (r == 0)
-				r = fail(rr, "handoff process %d failed (status 0x%x): %s", k,
-				         rr < 0 ? 0 : status, s->err);
+				r = bench_fail(rr, "handoff process %d failed (status 0x%x): %s", k,
+				               rr < 0 ? 0 : status, s->err);
 		}
 	}
 	if (r < 0)
 		goto out;
 	for (int i = 0; i < rounds; i++) {
 		if (s->token[i + 1] <= s->token[i]) {
-			r = fail(0, "handoff %d: token %llu after %llu", i,
-			         (unsigned long long)s->token[i + 1],
-			         (unsigned long long)s->token[i]);
+			r = bench_fail(0, "handoff %d: token %llu after %llu", i,
+			               (unsigned long long)s->token[i + 1],
+			               (unsigned long long)s->token[i]);
 			goto out;
 		}
 		v[i] = (double)(s->t_acq[i] - s->t_rel[i]);
 		fl[i] = (double)s->floor_ns[i];
 	}
-	med = median(v, (size_t)rounds);
-	p99 = percentile(v, (size_t)rounds, 99);
-	fl_med = median(fl, (size_t)rounds);
-	fl_p99 = percentile(fl, (size_t)rounds, 99);
-	set_row(add_row(b, "3. release -> waiter: median"), U_US, med / 1e3, fl_med / 1e3,
-	        GOAL_NONE, 0);
-	set_row(add_row(b, "   release -> waiter: p99"), U_US, p99 / 1e3, fl_p99 / 1e3, GOAL_NONE,
-	        0);
-	note(b,
-	     "3: %d handoffs: p90 %.0f us, p95 %.0f us, max %.0f us; baseline: create + "
-	     "pwrite + fsync + link of one 256-byte record, sampled in every round",
-	     rounds, percentile(v, (size_t)rounds, 90) / 1e3,
-	     percentile(v, (size_t)rounds, 95) / 1e3, max_of(v, (size_t)rounds) / 1e3);
+	med = bench_median(v, (size_t)rounds);
+	p99 = bench_percentile(v, (size_t)rounds, 99);
+	fl_med = bench_median(fl, (size_t)rounds);
+	fl_p99 = bench_percentile(fl, (size_t)rounds, 99);
+	bench_set_row(bench_add_row(&b->t, "3. release -> waiter: median"), U_US, med / 1e3,
+	              fl_med / 1e3, BENCH_GOAL_NONE, 0);
+	bench_set_row(bench_add_row(&b->t, "   release -> waiter: p99"), U_US, p99 / 1e3,
+	              fl_p99 / 1e3, BENCH_GOAL_NONE, 0);
+	bench_note(&b->t,
+	           "3: %d handoffs: p90 %.0f us, p95 %.0f us, max %.0f us; baseline: create + "
+	           "pwrite + fsync + link of one 256-byte record, sampled in every round",
+	           rounds, bench_percentile(v, (size_t)rounds, 90) / 1e3,
+	           bench_percentile(v, (size_t)rounds, 95) / 1e3,
+	           bench_max_of(v, (size_t)rounds) / 1e3);
 out:
 	for (int k = 0; k < 2; k++) {
 		if (pid[k] > 0) {
@@ -1238,10 +1103,10 @@ out:
 			waitpid(pid[k], NULL, 0);
 		}
 	}
-	rm_tree(store);
+	bench_rm_tree(store);
 	for (int k = 0; k < 2; k++) {
 		snprintf(floor_dir, sizeof(floor_dir), "%s.floor%d", store, k);
-		rm_tree(floor_dir);
+		bench_rm_tree(floor_dir);
 	}
 	if (s)
 		munmap(s, sizeof(*s));
@@ -1254,7 +1119,7 @@ out:
  * Output
  */
 
-static void fmt_val(char *buf, size_t len, enum unit u, double v)
+static void fmt_val(char *buf, size_t len, int u, double v)
 {
 	switch (u) {
 	case U_S:
@@ -1271,52 +1136,27 @@ static void fmt_val(char *buf, size_t len, enum unit u, double v)
 	}
 }
 
-static const char *verdict(const struct row *r)
+static void fmt_goal(char *buf, size_t len, const struct bench_row *r)
 {
-	switch (r->goal) {
-	case GOAL_VALUE:
-		return r->value <= r->goal_val ? "ok" : "MISSED";
-	case GOAL_RATIO:
-		return r->base > 0 && r->value / r->base <= r->goal_val ? "ok" : "MISSED";
-	default:
-		return "-";
-	}
+	if (r->goal == BENCH_GOAL_RATIO)
+		snprintf(buf, len, "<= %.2f", r->goal_val);
+	else if (r->goal_val == 0)
+		snprintf(buf, len, "= 0");
+	else
+		snprintf(buf, len, "< %g%s", r->goal_val, r->unit == U_PCT ? " %" : "");
 }
 
-static void print_table(const struct bench *b)
-{
-	char val[32], base[32], ratio[32], goal[32];
-
-	printf("%-40s %12s %12s %7s  %-10s %s\n", "measurement", "value", "baseline", "ratio",
-	       "goal", "verdict");
-	for (int i = 0; i < b->nrows; i++) {
-		const struct row *r = &b->rows[i];
-
-		fmt_val(val, sizeof(val), r->unit, r->value);
-		if (r->base >= 0) {
-			fmt_val(base, sizeof(base), r->unit, r->base);
-			snprintf(ratio, sizeof(ratio), "%.3f", r->value / r->base);
-		} else {
-			snprintf(base, sizeof(base), "-");
-			snprintf(ratio, sizeof(ratio), "-");
-		}
-		if (r->goal == GOAL_RATIO) {
-			snprintf(goal, sizeof(goal), "<= %.2f", r->goal_val);
-		} else if (r->goal == GOAL_VALUE && r->goal_val == 0) {
-			snprintf(goal, sizeof(goal), "= 0");
-		} else if (r->goal == GOAL_VALUE) {
-			snprintf(goal, sizeof(goal), "< %g%s", r->goal_val,
-			         r->unit == U_PCT ? " %" : "");
-		} else {
-			snprintf(goal, sizeof(goal), "-");
-		}
-		printf("%-40s %12s %12s %7s  %-10s %s\n", r->name, val, base, ratio, goal,
-		       verdict(r));
-	}
-	printf("\n");
-	for (int i = 0; i < b->nnotes; i++)
-		printf("%s\n", b->notes[i]);
-}
+static const struct bench_layout layout = {
+	.value_head = "value",
+	.name_w = 40,
+	.value_w = 12,
+	.ratio_w = 7,
+	.goal_w = 10,
+	.ratio_digits = 3,
+	.missed = "MISSED",
+	.fmt_val = fmt_val,
+	.fmt_goal = fmt_goal,
+};
 
 /* ------------------------------------------------------------------------
  * Setup
@@ -1438,8 +1278,8 @@ static void raise_fd_limit(struct bench *b)
 	getrlimit(RLIMIT_NOFILE, &rl);
 	if (uname(&un) < 0)
 		snprintf(un.release, sizeof(un.release), "?");
-	note(b, "descriptor limit %llu; default engine %s; kernel %s",
-	     (unsigned long long)rl.rlim_cur, lk_engine_default(), un.release);
+	bench_note(&b->t, "descriptor limit %llu; default engine %s; kernel %s",
+	           (unsigned long long)rl.rlim_cur, lk_engine_default(), un.release);
 }
 
 int main(int argc, char **argv)
@@ -1451,11 +1291,12 @@ int main(int argc, char **argv)
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return EXIT_FAIL;
+	bench_table_init(&b->t, MAX_ROWS, MAX_NOTES, NOTE_LEN);
 	if (parse_args(argc, argv, &b->c) < 0) {
 		free(b);
 		return EXIT_USAGE;
 	}
-	srand48(now_ns() ^ getpid());
+	srand48(bench_now_ns() ^ getpid());
 	raise_fd_limit(b);
 	if (!tmp || !*tmp)
 		tmp = "/tmp";
@@ -1483,8 +1324,8 @@ int main(int argc, char **argv)
 		if (run[m](b) < 0)
 			r = -EIO; /* go on: the other measurements may still run */
 	}
-	print_table(b);
-	rm_tree(b->dir);
+	bench_print_table(&layout, &b->t);
+	bench_rm_tree(b->dir);
 	free(b);
 	return r < 0 ? EXIT_FAIL : 0;
 }

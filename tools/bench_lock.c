@@ -38,14 +38,12 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -59,6 +57,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "lockkit.h"
 
 #define EXIT_FAIL 1
@@ -108,22 +107,9 @@ static const struct params params_quick = {
 	.cli_runs = 20,
 };
 
-enum goal_kind {
-	GOAL_NONE,  /* informational row */
-	GOAL_RATIO, /* lockkit / baseline <= goal */
-	GOAL_ABS,   /* lockkit <= goal (ns) */
-};
-
-struct row {
-	const char *name;
-	double lk_ns;
-	double base_ns; /* < 0: no baseline */
-	enum goal_kind goal;
-	double goal_val;
-};
-
 #define MAX_ROWS 8
 #define MAX_NOTES 8
+#define NOTE_LEN 256
 
 struct bench {
 	struct params p;
@@ -131,112 +117,20 @@ struct bench {
 	char dir[64];        /* the temporary directory, removed at exit */
 	char store[128];     /* dir/store: the lockkit store */
 	struct lk_store *st;
-	struct row rows[MAX_ROWS];
-	int nrows;
-	char notes[MAX_NOTES][256];
-	int nnotes;
+	struct bench_table t;
 };
 
 /* ------------------------------------------------------------------------
  * Small helpers
  */
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
+const char bench_name[] = "bench_lock";
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* Print why something failed and pass the error on. */
-static int __attribute__((format(printf, 2, 3))) fail(int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("bench_lock: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	if (r)
-		fprintf(stderr, ": %s", strerror(-r));
-	fputc('\n', stderr);
-	return r ? r : -EIO;
-}
-
-static void __attribute__((format(printf, 2, 3))) note(struct bench *b, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (b->nnotes >= MAX_NOTES)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->notes[b->nnotes++], sizeof(b->notes[0]), fmt, ap);
-	va_end(ap);
-}
-
+/* Every figure here is a duration in nanoseconds: the unit is not used. */
 static void add_row(struct bench *b, const char *name, double lk_ns, double base_ns,
-		    enum goal_kind goal, double goal_val)
+		    enum bench_goal goal, double goal_val)
 {
-	struct row *r;
-
-	if (b->nrows >= MAX_ROWS)
-		return;
-	r = &b->rows[b->nrows++];
-	r->name = name;
-	r->lk_ns = lk_ns;
-	r->base_ns = base_ns;
-	r->goal = goal;
-	r->goal_val = goal_val;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median_d(double *v, size_t n)
-{
-	qsort(v, n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* Nearest-rank percentile of a sorted array, pct in (0, 100]. */
-static double pct_sorted(const int64_t *v, size_t n, double pct)
-{
-	size_t k = (size_t)((pct / 100.0) * (double)n + 0.999999);
-
-	if (k < 1)
-		k = 1;
-	if (k > n)
-		k = n;
-	return (double)v[k - 1];
-}
-
-static double median_sorted(const int64_t *v, size_t n)
-{
-	return n % 2 ? (double)v[n / 2] : ((double)v[n / 2 - 1] + (double)v[n / 2]) / 2;
-}
-
-static void fmt_dur(char *buf, size_t len, double ns)
-{
-	if (ns < 1e3)
-		snprintf(buf, len, "%.0f ns", ns);
-	else if (ns < 1e6)
-		snprintf(buf, len, "%.1f us", ns / 1e3);
-	else if (ns < 1e9)
-		snprintf(buf, len, "%.2f ms", ns / 1e6);
-	else
-		snprintf(buf, len, "%.2f s", ns / 1e9);
+	bench_set_row(bench_add_row(&b->t, "%s", name), 0, lk_ns, base_ns, goal, goal_val);
 }
 
 /*
@@ -251,14 +145,14 @@ static void futex_wake(_Atomic uint32_t *word)
 /* Wait until *word == want, *failed is set (-ECANCELED) or the run stalls. */
 static int futex_wait_for(_Atomic uint32_t *word, uint32_t want, atomic_int *failed)
 {
-	int64_t deadline = now_ns() + STALL_NS;
+	int64_t deadline = bench_now_ns() + STALL_NS;
 	struct timespec ts = { 0, 50 * 1000000 };
 	uint32_t cur;
 
 	while ((cur = atomic_load(word)) != want) {
 		if (atomic_load(failed))
 			return -ECANCELED;
-		if (now_ns() > deadline)
+		if (bench_now_ns() > deadline)
 			return -ETIMEDOUT;
 		if (syscall(SYS_futex, (void *)word, FUTEX_WAIT, cur, &ts, NULL, 0) < 0 &&
 		    errno != EAGAIN && errno != EINTR && errno != ETIMEDOUT)
@@ -318,7 +212,7 @@ static int locks_has_waiter(const char *needle)
  */
 static int wait_for_waiter(const char *path, atomic_int *failed)
 {
-	int64_t deadline = now_ns() + STALL_NS;
+	int64_t deadline = bench_now_ns() + STALL_NS;
 	char needle[48];
 	struct stat s;
 	int r;
@@ -332,7 +226,7 @@ static int wait_for_waiter(const char *path, atomic_int *failed)
 			return r < 0 ? r : 0;
 		if (failed && atomic_load(failed))
 			return -ECANCELED;
-		if (now_ns() > deadline)
+		if (bench_now_ns() > deadline)
 			return -ETIMEDOUT;
 		sched_yield();
 	}
@@ -363,9 +257,9 @@ static int raw_file_create(const char *path)
 
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return fail(-errno, "cannot create %s", path);
+		return bench_fail(-errno, "cannot create %s", path);
 	if (pwrite(fd, page, sizeof(page), 0) != (ssize_t)sizeof(page))
-		r = fail(-EIO, "cannot write %s", path);
+		r = bench_fail(-EIO, "cannot write %s", path);
 	close(fd);
 	return r;
 }
@@ -381,41 +275,41 @@ static void lock_path(const struct bench *b, const char *name, char *buf, size_t
 
 static int fast_lib_batch(struct lk_lock *lk, long iters, double *ret_ns)
 {
-	int64_t t0 = now_ns();
+	int64_t t0 = bench_now_ns();
 	int r;
 
 	for (long i = 0; i < iters; i++) {
 		r = lk_lock_acquire(lk, 0);
 		if (r < 0)
-			return fail(r, "lk_lock_acquire: %s", lk_lock_errmsg(lk));
+			return bench_fail(r, "lk_lock_acquire: %s", lk_lock_errmsg(lk));
 		r = lk_lock_release(lk);
 		if (r < 0)
-			return fail(r, "lk_lock_release: %s", lk_lock_errmsg(lk));
+			return bench_fail(r, "lk_lock_release: %s", lk_lock_errmsg(lk));
 	}
-	*ret_ns = (double)(now_ns() - t0) / (double)iters;
+	*ret_ns = (double)(bench_now_ns() - t0) / (double)iters;
 	return 0;
 }
 
 /* counter == NULL: the bare lock and unlock, the floor under both sides. */
 static int fast_raw_batch(int fd, long iters, uint64_t *counter, double *ret_ns)
 {
-	int64_t t0 = now_ns();
+	int64_t t0 = bench_now_ns();
 	int r;
 
 	for (long i = 0; i < iters; i++) {
 		r = ofd(fd, F_OFD_SETLK, F_WRLCK);
 		if (r < 0)
-			return fail(r, "F_OFD_SETLK");
+			return bench_fail(r, "F_OFD_SETLK");
 		if (counter) {
 			(*counter)++;
 			if (pwrite(fd, counter, sizeof(*counter), 512) != (ssize_t)sizeof(*counter))
-				return fail(-errno, "pwrite");
+				return bench_fail(-errno, "pwrite");
 		}
 		r = ofd(fd, F_OFD_SETLK, F_UNLCK);
 		if (r < 0)
-			return fail(r, "F_OFD_SETLK unlock");
+			return bench_fail(r, "F_OFD_SETLK unlock");
 	}
-	*ret_ns = (double)(now_ns() - t0) / (double)iters;
+	*ret_ns = (double)(bench_now_ns() - t0) / (double)iters;
 	return 0;
 }
 
@@ -445,16 +339,16 @@ static int bench_fast(struct bench *b)
 		return r;
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
-		return fail(-errno, "open %s", path);
+		return bench_fail(-errno, "open %s", path);
 	r = lk_lock_open(b->st, "bench-fast", NULL, &lk);
 	if (r < 0) {
-		fail(r, "lk_lock_open bench-fast: %s", lk_store_errmsg(b->st));
+		bench_fail(r, "lk_lock_open bench-fast: %s", lk_store_errmsg(b->st));
 		goto out;
 	}
 	for (int s = 0; s < FAST_SIDES; s++) {
 		v[s] = calloc((size_t)nb, sizeof(double));
 		if (!v[s]) {
-			r = fail(-ENOMEM, "allocating");
+			r = bench_fail(-ENOMEM, "allocating");
 			goto out;
 		}
 	}
@@ -471,12 +365,12 @@ static int bench_fast(struct bench *b)
 	if (r < 0)
 		goto out;
 	for (int s = 0; s < FAST_SIDES; s++)
-		med[s] = median_d(v[s], (size_t)nb);
-	add_row(b, "1. uncontended acquire+release", med[FAST_LIB], med[FAST_RAW], GOAL_RATIO,
+		med[s] = bench_median(v[s], (size_t)nb);
+	add_row(b, "1. uncontended acquire+release", med[FAST_LIB], med[FAST_RAW], BENCH_GOAL_RATIO,
 		1.2);
-	add_row(b, "   vs bare lock+unlock (no write)", med[FAST_LIB], med[FAST_FLOOR], GOAL_NONE,
+	add_row(b, "   vs bare lock+unlock (no write)", med[FAST_LIB], med[FAST_FLOOR], BENCH_GOAL_NONE,
 		0);
-	note(b,
+	bench_note(&b->t,
 	     "1: %d batches x %ld pairs per side; per-batch ns/pair lockkit %.0f..%.0f, "
 	     "raw %.0f..%.0f, bare %.0f..%.0f",
 	     nb, iters, v[FAST_LIB][0], v[FAST_LIB][nb - 1], v[FAST_RAW][0], v[FAST_RAW][nb - 1],
@@ -520,10 +414,10 @@ static int pp_acquire(struct pp_side *s, int mode, int64_t timeout_ms)
 
 	if (mode == MODE_RAW) {
 		r = ofd(s->fd, timeout_ms == 0 ? F_OFD_SETLK : F_OFD_SETLKW, F_WRLCK);
-		return r < 0 ? fail(r, "raw F_OFD_SETLKW") : 0;
+		return r < 0 ? bench_fail(r, "raw F_OFD_SETLKW") : 0;
 	}
 	r = lk_lock_acquire(s->lk, timeout_ms);
-	return r < 0 ? fail(r, "lk_lock_acquire: %s", lk_lock_errmsg(s->lk)) : 0;
+	return r < 0 ? bench_fail(r, "lk_lock_acquire: %s", lk_lock_errmsg(s->lk)) : 0;
 }
 
 static int pp_release(struct pp_side *s, int mode)
@@ -532,10 +426,10 @@ static int pp_release(struct pp_side *s, int mode)
 
 	if (mode == MODE_RAW) {
 		r = ofd(s->fd, F_OFD_SETLK, F_UNLCK);
-		return r < 0 ? fail(r, "raw F_OFD_SETLK unlock") : 0;
+		return r < 0 ? bench_fail(r, "raw F_OFD_SETLK unlock") : 0;
 	}
 	r = lk_lock_release(s->lk);
-	return r < 0 ? fail(r, "lk_lock_release: %s", lk_lock_errmsg(s->lk)) : 0;
+	return r < 0 ? bench_fail(r, "lk_lock_release: %s", lk_lock_errmsg(s->lk)) : 0;
 }
 
 /*
@@ -556,17 +450,17 @@ static int pp_run(const struct bench *b, int me, struct pp_shm *shm)
 	snprintf(raw_path, sizeof(raw_path), "%s/raw-handoff", b->dir);
 	r = lk_store_open(b->store, NULL, &s.st);
 	if (r < 0) {
-		fail(r, "lk_store_open %s", b->store);
+		bench_fail(r, "lk_store_open %s", b->store);
 		goto out;
 	}
 	r = lk_lock_open(s.st, "bench-handoff", NULL, &s.lk);
 	if (r < 0) {
-		fail(r, "lk_lock_open bench-handoff: %s", lk_store_errmsg(s.st));
+		bench_fail(r, "lk_lock_open bench-handoff: %s", lk_store_errmsg(s.st));
 		goto out;
 	}
 	s.fd = open(raw_path, O_RDWR | O_CLOEXEC);
 	if (s.fd < 0) {
-		r = fail(-errno, "open %s", raw_path);
+		r = bench_fail(-errno, "open %s", raw_path);
 		goto out;
 	}
 
@@ -581,7 +475,7 @@ static int pp_run(const struct bench *b, int me, struct pp_shm *shm)
 	} else {
 		r = futex_wait_for(&shm->ready, 1, &shm->failed);
 		if (r < 0) {
-			fail(r, "waiting for the other process to start");
+			bench_fail(r, "waiting for the other process to start");
 			goto out;
 		}
 	}
@@ -594,23 +488,23 @@ static int pp_run(const struct bench *b, int me, struct pp_shm *shm)
 			if (i % 2 == me) {
 				r = wait_for_waiter(path, &shm->failed);
 				if (r < 0) {
-					fail(r, "waiting for a blocked waiter on %s", path);
+					bench_fail(r, "waiting for a blocked waiter on %s", path);
 					goto out;
 				}
-				atomic_store(&shm->t_release, now_ns());
+				atomic_store(&shm->t_release, bench_now_ns());
 				r = pp_release(&s, mode);
 				if (r < 0)
 					goto out;
 				r = futex_wait_for(&shm->got, seq + 1, &shm->failed);
 				if (r < 0) {
-					fail(r, "waiting for the handoff");
+					bench_fail(r, "waiting for the handoff");
 					goto out;
 				}
 			} else {
 				int64_t t;
 
 				r = pp_acquire(&s, mode, -1);
-				t = now_ns();
+				t = bench_now_ns();
 				if (r < 0)
 					goto out;
 				shm->lat[seq] = t - atomic_load(&shm->t_release);
@@ -681,13 +575,13 @@ static int bench_handoff(struct bench *b)
 		return r;
 	shm = mmap(NULL, shm_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (shm == MAP_FAILED)
-		return fail(-errno, "mmap");
+		return bench_fail(-errno, "mmap");
 
 	pinned = sched_getaffinity(0, sizeof(orig), &orig) == 0 && pick_two_cpus(&orig, cpus);
 	fflush(NULL);
 	child = fork();
 	if (child < 0) {
-		r = fail(-errno, "fork");
+		r = bench_fail(-errno, "fork");
 		goto out;
 	}
 	if (child == 0) {
@@ -708,14 +602,14 @@ static int bench_handoff(struct bench *b)
 	if (r < 0)
 		goto out;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		r = fail(0, "the handoff partner process failed (status 0x%x)", status);
+		r = bench_fail(0, "the handoff partner process failed (status 0x%x)", status);
 		goto out;
 	}
 
 	lib = malloc(per * sizeof(*lib));
 	raw = malloc(per * sizeof(*raw));
 	if (!lib || !raw) {
-		r = fail(-ENOMEM, "allocating");
+		r = bench_fail(-ENOMEM, "allocating");
 		goto out;
 	}
 	for (size_t k = 0; k < n; k++) {
@@ -726,13 +620,13 @@ static int bench_handoff(struct bench *b)
 		else
 			raw[nr++] = shm->lat[k];
 	}
-	qsort(lib, nl, sizeof(*lib), cmp_i64);
-	qsort(raw, nr, sizeof(*raw), cmp_i64);
-	add_row(b, "2. handoff to blocked waiter, median", median_sorted(lib, nl),
-		median_sorted(raw, nr), GOAL_RATIO, 1.3);
-	add_row(b, "   handoff to blocked waiter, p99", pct_sorted(lib, nl, 99),
-		pct_sorted(raw, nr, 99), GOAL_NONE, 0);
-	note(b,
+	qsort(lib, nl, sizeof(*lib), bench_cmp_i64);
+	qsort(raw, nr, sizeof(*raw), bench_cmp_i64);
+	add_row(b, "2. handoff to blocked waiter, median", bench_median_sorted(lib, nl),
+		bench_median_sorted(raw, nr), BENCH_GOAL_RATIO, 1.3);
+	add_row(b, "   handoff to blocked waiter, p99", bench_pct_sorted(lib, nl, 99),
+		bench_pct_sorted(raw, nr, 99), BENCH_GOAL_NONE, 0);
+	bench_note(&b->t,
 	     "2: %zu handoffs per side in %d alternating chunks, %s; min lockkit %.1f us, "
 	     "raw %.1f us",
 	     per, b->p.pp_chunks, pinned ? "one process per CPU" : "not pinned (one CPU)",
@@ -759,7 +653,7 @@ static void *kill_waiter_main(void *arg)
 	struct kill_waiter *w = arg;
 
 	w->r = lk_lock_acquire(w->lk, -1);
-	w->t = now_ns();
+	w->t = bench_now_ns();
 	return NULL;
 }
 
@@ -773,17 +667,17 @@ static void __attribute__((noreturn)) kill_child(const struct bench *b, int read
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	r = lk_store_open(b->store, NULL, &st);
 	if (r < 0) {
-		fail(r, "child: lk_store_open");
+		bench_fail(r, "child: lk_store_open");
 		_exit(EXIT_FAIL);
 	}
 	r = lk_lock_open(st, "bench-kill", NULL, &lk);
 	if (r < 0) {
-		fail(r, "child: lk_lock_open: %s", lk_store_errmsg(st));
+		bench_fail(r, "child: lk_lock_open: %s", lk_store_errmsg(st));
 		_exit(EXIT_FAIL);
 	}
 	r = lk_lock_acquire(lk, 5000);
 	if (r < 0) {
-		fail(r, "child: lk_lock_acquire: %s", lk_lock_errmsg(lk));
+		bench_fail(r, "child: lk_lock_acquire: %s", lk_lock_errmsg(lk));
 		_exit(EXIT_FAIL);
 	}
 	if (write(ready_fd, "1", 1) != 1)
@@ -803,11 +697,11 @@ static int kill_once(struct bench *b, struct lk_lock *lk, const char *path, int6
 	pid_t child;
 
 	if (pipe2(p, O_CLOEXEC) < 0)
-		return fail(-errno, "pipe");
+		return bench_fail(-errno, "pipe");
 	fflush(NULL);
 	child = fork();
 	if (child < 0) {
-		r = fail(-errno, "fork");
+		r = bench_fail(-errno, "fork");
 		close(p[0]);
 		close(p[1]);
 		return r;
@@ -822,36 +716,36 @@ static int kill_once(struct bench *b, struct lk_lock *lk, const char *path, int6
 	while (n < 0 && errno == EINTR);
 	close(p[0]);
 	if (n != 1) {
-		r = fail(0, "the holder process did not take the lock");
+		r = bench_fail(0, "the holder process did not take the lock");
 		goto reap;
 	}
 
 	r = -pthread_create(&th, NULL, kill_waiter_main, &w);
 	if (r < 0) {
-		fail(r, "pthread_create");
+		bench_fail(r, "pthread_create");
 		goto reap;
 	}
 	have_thread = 1;
 	r = wait_for_waiter(path, NULL);
 	if (r < 0) {
-		fail(r, "waiting for the waiter to block on %s", path);
+		bench_fail(r, "waiting for the waiter to block on %s", path);
 		goto reap;
 	}
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	if (kill(child, SIGKILL) < 0) {
-		r = fail(-errno, "kill");
+		r = bench_fail(-errno, "kill");
 		goto reap;
 	}
 	pthread_join(th, NULL);
 	have_thread = 0;
 	if (w.r < 0) {
-		r = fail(w.r, "lk_lock_acquire after the holder died: %s", lk_lock_errmsg(lk));
+		r = bench_fail(w.r, "lk_lock_acquire after the holder died: %s", lk_lock_errmsg(lk));
 		goto reap;
 	}
 	*ret_ns = w.t - t0;
 	r = lk_lock_release(lk);
 	if (r < 0)
-		fail(r, "lk_lock_release: %s", lk_lock_errmsg(lk));
+		bench_fail(r, "lk_lock_release: %s", lk_lock_errmsg(lk));
 reap:
 	kill(child, SIGKILL);
 	if (have_thread) {
@@ -863,7 +757,7 @@ reap:
 	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
 		;
 	if (r == 0 && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
-		r = fail(0, "the holder process ended unexpectedly (status 0x%x)", status);
+		r = bench_fail(0, "the holder process ended unexpectedly (status 0x%x)", status);
 	return r;
 }
 
@@ -877,10 +771,10 @@ static int bench_kill(struct bench *b)
 
 	lat = calloc((size_t)n, sizeof(*lat));
 	if (!lat)
-		return fail(-ENOMEM, "allocating");
+		return bench_fail(-ENOMEM, "allocating");
 	r = lk_lock_open(b->st, "bench-kill", NULL, &lk);
 	if (r < 0) {
-		fail(r, "lk_lock_open bench-kill: %s", lk_store_errmsg(b->st));
+		bench_fail(r, "lk_lock_open bench-kill: %s", lk_store_errmsg(b->st));
 		goto out;
 	}
 	lock_path(b, "bench-kill", path, sizeof(path));
@@ -888,12 +782,12 @@ static int bench_kill(struct bench *b)
 		r = kill_once(b, lk, path, &lat[i]);
 	if (r < 0)
 		goto out;
-	qsort(lat, (size_t)n, sizeof(*lat), cmp_i64);
-	add_row(b, "3. holder SIGKILL to next holder, median", median_sorted(lat, (size_t)n), -1,
-		GOAL_ABS, 1e6);
-	add_row(b, "   holder SIGKILL to next holder, max", (double)lat[n - 1], -1, GOAL_NONE, 0);
-	note(b, "3: %d runs; min %.1f us, p90 %.1f us", n, (double)lat[0] / 1e3,
-	     pct_sorted(lat, (size_t)n, 90) / 1e3);
+	qsort(lat, (size_t)n, sizeof(*lat), bench_cmp_i64);
+	add_row(b, "3. holder SIGKILL to next holder, median", bench_median_sorted(lat, (size_t)n), -1,
+		BENCH_GOAL_ABS, 1e6);
+	add_row(b, "   holder SIGKILL to next holder, max", (double)lat[n - 1], -1, BENCH_GOAL_NONE, 0);
+	bench_note(&b->t, "3: %d runs; min %.1f us, p90 %.1f us", n, (double)lat[0] / 1e3,
+	     bench_pct_sorted(lat, (size_t)n, 90) / 1e3);
 out:
 	lk_lock_close(lk);
 	free(lat);
@@ -918,24 +812,24 @@ static int spawn_timed(char *const argv[], int64_t *ret_ns)
 
 	r = posix_spawnattr_init(&attr);
 	if (r)
-		return fail(-r, "posix_spawnattr_init");
+		return bench_fail(-r, "posix_spawnattr_init");
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	r = posix_spawn(&pid, argv[0], NULL, &attr, argv, environ);
 	if (r) {
 		posix_spawnattr_destroy(&attr);
-		return fail(-r, "cannot run %s", argv[0]);
+		return bench_fail(-r, "cannot run %s", argv[0]);
 	}
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR) {
 			posix_spawnattr_destroy(&attr);
-			return fail(-errno, "waitpid");
+			return bench_fail(-errno, "waitpid");
 		}
 	}
-	t1 = now_ns();
+	t1 = bench_now_ns();
 	posix_spawnattr_destroy(&attr);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return fail(0, "%s %s ... failed (status 0x%x)", argv[0], argv[1], status);
+		return bench_fail(0, "%s %s ... failed (status 0x%x)", argv[0], argv[1], status);
 	*ret_ns = t1 - t0;
 	return 0;
 }
@@ -952,11 +846,11 @@ static int bench_cli(struct bench *b)
 
 	snprintf(flock_file, sizeof(flock_file), "%s/flock-file", b->dir);
 	if (access(flock_bin, X_OK) < 0)
-		return fail(-errno, "%s (util-linux) is needed for the baseline", flock_bin);
+		return bench_fail(-errno, "%s (util-linux) is needed for the baseline", flock_bin);
 	lc = calloc((size_t)n, sizeof(*lc));
 	fl = calloc((size_t)n, sizeof(*fl));
 	if (!lc || !fl) {
-		r = fail(-ENOMEM, "allocating");
+		r = bench_fail(-ENOMEM, "allocating");
 		goto out;
 	}
 	/* warm the page cache and check that both commands work */
@@ -976,12 +870,12 @@ static int bench_cli(struct bench *b)
 	}
 	if (r < 0)
 		goto out;
-	qsort(lc, (size_t)n, sizeof(*lc), cmp_i64);
-	qsort(fl, (size_t)n, sizeof(*fl), cmp_i64);
-	add_row(b, "4. lockctl run vs flock(1), median", median_sorted(lc, (size_t)n),
-		median_sorted(fl, (size_t)n), GOAL_RATIO, 1.1);
-	note(b, "4: %d runs per command; p90 lockctl %.2f ms, flock %.2f ms; lockctl is %s", n,
-	     pct_sorted(lc, (size_t)n, 90) / 1e6, pct_sorted(fl, (size_t)n, 90) / 1e6, b->lockctl);
+	qsort(lc, (size_t)n, sizeof(*lc), bench_cmp_i64);
+	qsort(fl, (size_t)n, sizeof(*fl), bench_cmp_i64);
+	add_row(b, "4. lockctl run vs flock(1), median", bench_median_sorted(lc, (size_t)n),
+		bench_median_sorted(fl, (size_t)n), BENCH_GOAL_RATIO, 1.1);
+	bench_note(&b->t, "4: %d runs per command; p90 lockctl %.2f ms, flock %.2f ms; lockctl is %s", n,
+	     bench_pct_sorted(lc, (size_t)n, 90) / 1e6, bench_pct_sorted(fl, (size_t)n, 90) / 1e6, b->lockctl);
 out:
 	free(lc);
 	free(fl);
@@ -992,52 +886,34 @@ out:
  * Output
  */
 
-static const char *verdict(const struct row *r)
+static void fmt_val(char *buf, size_t len, int unit, double ns)
 {
-	switch (r->goal) {
-	case GOAL_RATIO:
-		return r->lk_ns <= r->goal_val * r->base_ns ? "ok" : "OVER";
-	case GOAL_ABS:
-		return r->lk_ns <= r->goal_val ? "ok" : "OVER";
-	default:
-		return "-";
+	bench_fmt_dur(buf, len, ns, 2);
+}
+
+static void fmt_goal(char *buf, size_t len, const struct bench_row *r)
+{
+	char d[24];
+
+	if (r->goal == BENCH_GOAL_RATIO) {
+		snprintf(buf, len, "<= %.1f", r->goal_val);
+	} else {
+		bench_fmt_dur(d, sizeof(d), r->goal_val, 2);
+		snprintf(buf, len, "<= %s", d);
 	}
 }
 
-static void print_table(const struct bench *b)
-{
-	char lk[32], base[32], ratio[32], goal[32];
-
-	printf("%-42s %10s %10s %6s  %-10s %s\n", "measurement", "lockkit", "baseline", "ratio",
-	       "goal", "verdict");
-	for (int i = 0; i < b->nrows; i++) {
-		const struct row *r = &b->rows[i];
-
-		fmt_dur(lk, sizeof(lk), r->lk_ns);
-		if (r->base_ns >= 0) {
-			fmt_dur(base, sizeof(base), r->base_ns);
-			snprintf(ratio, sizeof(ratio), "%.2f", r->lk_ns / r->base_ns);
-		} else {
-			snprintf(base, sizeof(base), "-");
-			snprintf(ratio, sizeof(ratio), "-");
-		}
-		if (r->goal == GOAL_RATIO) {
-			snprintf(goal, sizeof(goal), "<= %.1f", r->goal_val);
-		} else if (r->goal == GOAL_ABS) {
-			char d[24];
-
-			fmt_dur(d, sizeof(d), r->goal_val);
-			snprintf(goal, sizeof(goal), "<= %s", d);
-		} else {
-			snprintf(goal, sizeof(goal), "-");
-		}
-		printf("%-42s %10s %10s %6s  %-10s %s\n", r->name, lk, base, ratio, goal,
-		       verdict(r));
-	}
-	printf("\n");
-	for (int i = 0; i < b->nnotes; i++)
-		printf("%s\n", b->notes[i]);
-}
+static const struct bench_layout layout = {
+	.value_head = "lockkit",
+	.name_w = 42,
+	.value_w = 10,
+	.ratio_w = 6,
+	.goal_w = 10,
+	.ratio_digits = 2,
+	.missed = "OVER",
+	.fmt_val = fmt_val,
+	.fmt_goal = fmt_goal,
+};
 
 static void json_str(const char *s)
 {
@@ -1057,35 +933,35 @@ static void print_json(const struct bench *b, int quick)
 {
 	printf("{\"lockkit\": \"%s\", \"quick\": %s, \"results\": [", lk_version(),
 	       quick ? "true" : "false");
-	for (int i = 0; i < b->nrows; i++) {
-		const struct row *r = &b->rows[i];
+	for (int i = 0; i < b->t.nrows; i++) {
+		const struct bench_row *r = &b->t.rows[i];
 		const char *name = r->name;
 
 		while (*name == ' ')
 			name++;
 		printf("%s\n  {\"name\": ", i ? "," : "");
 		json_str(name);
-		printf(", \"lockkit_ns\": %.0f", r->lk_ns);
-		if (r->base_ns >= 0)
-			printf(", \"baseline_ns\": %.0f, \"ratio\": %.3f", r->base_ns,
-			       r->lk_ns / r->base_ns);
+		printf(", \"lockkit_ns\": %.0f", r->value);
+		if (r->base >= 0)
+			printf(", \"baseline_ns\": %.0f, \"ratio\": %.3f", r->base,
+			       r->value / r->base);
 		else
 			printf(", \"baseline_ns\": null, \"ratio\": null");
-		if (r->goal == GOAL_RATIO)
+		if (r->goal == BENCH_GOAL_RATIO)
 			printf(", \"goal\": {\"max_ratio\": %.2f}", r->goal_val);
-		else if (r->goal == GOAL_ABS)
+		else if (r->goal == BENCH_GOAL_ABS)
 			printf(", \"goal\": {\"max_ns\": %.0f}", r->goal_val);
 		else
 			printf(", \"goal\": null");
-		if (r->goal == GOAL_NONE)
+		if (r->goal == BENCH_GOAL_NONE)
 			printf(", \"ok\": null}");
 		else
-			printf(", \"ok\": %s}", strcmp(verdict(r), "ok") ? "false" : "true");
+			printf(", \"ok\": %s}", strcmp(bench_verdict(&layout, r), "ok") ? "false" : "true");
 	}
 	printf("\n], \"notes\": [");
-	for (int i = 0; i < b->nnotes; i++) {
+	for (int i = 0; i < b->t.nnotes; i++) {
 		printf("%s\n  ", i ? "," : "");
-		json_str(b->notes[i]);
+		json_str(b->t.notes[i]);
 	}
 	printf("\n]}\n");
 }
@@ -1113,13 +989,6 @@ static const char *find_lockctl(char *buf, size_t len)
 	*slash = 0;
 	snprintf(buf, len, "%s/lockctl", self);
 	return buf;
-}
-
-static int rm_entry(const char *path, const struct stat *s, int flag, struct FTW *ftw)
-{
-	if (remove(path) < 0)
-		fprintf(stderr, "bench_lock: cannot remove %s: %s\n", path, strerror(errno));
-	return 0;
 }
 
 int main(int argc, char **argv)
@@ -1164,6 +1033,7 @@ int main(int argc, char **argv)
 	if (!b)
 		return EXIT_FAIL;
 	b->p = quick ? params_quick : params_default;
+	bench_table_init(&b->t, MAX_ROWS, MAX_NOTES, NOTE_LEN);
 	b->lockctl = lockctl;
 	snprintf(b->dir, sizeof(b->dir), "/tmp/lk-bench-XXXXXX");
 	if (!mkdtemp(b->dir)) {
@@ -1174,7 +1044,7 @@ int main(int argc, char **argv)
 	snprintf(b->store, sizeof(b->store), "%s/store", b->dir);
 	r = lk_store_open(b->store, NULL, &b->st);
 	if (r < 0) {
-		fail(r, "lk_store_open %s", b->store);
+		bench_fail(r, "lk_store_open %s", b->store);
 		goto out;
 	}
 
@@ -1201,11 +1071,11 @@ int main(int argc, char **argv)
 		if (json)
 			print_json(b, quick);
 		else
-			print_table(b);
+			bench_print_table(&layout, &b->t);
 	}
 out:
 	lk_store_close(b->st);
-	nftw(b->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	bench_rm_tree(b->dir);
 	free(b);
 	return r < 0 ? EXIT_FAIL : 0;
 }

@@ -79,6 +79,7 @@
 /* libnfs.h uses struct timeval without including <sys/time.h> itself. */
 #include <nfsc/libnfs.h>
 
+#include "bench_common.h"
 #include "engine.h"
 #include "internal.h"
 #include "lockkit.h"
@@ -150,23 +151,9 @@ static const struct params params_quick = {
 
 enum unit { U_RPC, U_TIME };
 
-enum goal_kind {
-	GOAL_NONE,  /* informational row */
-	GOAL_RATIO, /* value / baseline <= goal */
-	GOAL_ABS,   /* value <= goal */
-};
-
-struct row {
-	const char *name;
-	enum unit unit;
-	double val;
-	double base; /* < 0: no baseline */
-	enum goal_kind goal;
-	double goal_val;
-};
-
 #define MAX_ROWS  16
 #define MAX_NOTES 16
+#define NOTE_LEN  512
 #define MAX_MADE  8
 
 struct bench {
@@ -177,10 +164,7 @@ struct bench {
 	struct lk_store *st2; /* client B: another connection, as another host */
 	double renew_rpcs;    /* 1: counted before the rows are added */
 	double own_acq_rpcs;  /* 1 -> 2: what the acquires of section 2 send */
-	struct row rows[MAX_ROWS];
-	int nrows;
-	char notes[MAX_NOTES][512];
-	int nnotes;
+	struct bench_table t;
 	char made[MAX_MADE][LK_NAME_MAX + 1]; /* lock directories to remove */
 	int nmade;
 };
@@ -189,98 +173,12 @@ struct bench {
  * Small helpers
  */
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void sleep_ns(int64_t ns)
-{
-	struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* Print why something failed and pass the error on. */
-static int __attribute__((format(printf, 2, 3))) fail(int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("bench_nfs: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	if (r)
-		fprintf(stderr, ": %s", strerror(-r));
-	fputc('\n', stderr);
-	return r ? r : -EIO;
-}
-
-static void __attribute__((format(printf, 2, 3))) note(struct bench *b, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (b->nnotes >= MAX_NOTES)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->notes[b->nnotes++], sizeof(b->notes[0]), fmt, ap);
-	va_end(ap);
-}
+const char bench_name[] = "bench_nfs";
 
 static void add_row(struct bench *b, const char *name, enum unit unit, double val, double base,
-                    enum goal_kind goal, double goal_val)
+                    enum bench_goal goal, double goal_val)
 {
-	struct row *r;
-
-	if (b->nrows >= MAX_ROWS)
-		return;
-	r = &b->rows[b->nrows++];
-	r->name = name;
-	r->unit = unit;
-	r->val = val;
-	r->base = base;
-	r->goal = goal;
-	r->goal_val = goal_val;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median_sorted(const int64_t *v, size_t n)
-{
-	return n % 2 ? (double)v[n / 2] : ((double)v[n / 2 - 1] + (double)v[n / 2]) / 2;
-}
-
-/* Nearest-rank percentile of a sorted array, pct in (0, 100]. */
-static double pct_sorted(const int64_t *v, size_t n, double pct)
-{
-	size_t k = (size_t)((pct / 100.0) * (double)n + 0.999999);
-
-	if (k < 1)
-		k = 1;
-	if (k > n)
-		k = n;
-	return (double)v[k - 1];
-}
-
-static void fmt_dur(char *buf, size_t len, double ns)
-{
-	if (ns < 1e3)
-		snprintf(buf, len, "%.0f ns", ns);
-	else if (ns < 1e6)
-		snprintf(buf, len, "%.1f us", ns / 1e3);
-	else if (ns < 1e9)
-		snprintf(buf, len, "%.2f ms", ns / 1e6);
-	else
-		snprintf(buf, len, "%.3f s", ns / 1e9);
+	bench_set_row(bench_add_row(&b->t, "%s", name), unit, val, base, goal, goal_val);
 }
 
 /* The lock name for one part of the run, remembered for the clean-up. */
@@ -307,7 +205,7 @@ static int open_lease(struct lk_store *st, const char *name, uint64_t ttl_ms, ui
 	o.owner = "bench_nfs";
 	r = lk_lock_open(st, name, &o, ret);
 	if (r < 0)
-		return fail(r, "lk_lock_open %s: %s", name, lk_store_errmsg(st));
+		return bench_fail(r, "lk_lock_open %s: %s", name, lk_store_errmsg(st));
 	return 0;
 }
 
@@ -315,14 +213,14 @@ static int acquire(struct lk_lock *lk)
 {
 	int r = lk_lock_acquire(lk, ACQ_TIMEOUT_MS);
 
-	return r < 0 ? fail(r, "lk_lock_acquire: %s", lk_lock_errmsg(lk)) : 0;
+	return r < 0 ? bench_fail(r, "lk_lock_acquire: %s", lk_lock_errmsg(lk)) : 0;
 }
 
 static int release(struct lk_lock *lk)
 {
 	int r = lk_lock_release(lk);
 
-	return r < 0 ? fail(r, "lk_lock_release: %s", lk_lock_errmsg(lk)) : 0;
+	return r < 0 ? bench_fail(r, "lk_lock_release: %s", lk_lock_errmsg(lk)) : 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -344,7 +242,7 @@ static int tally_now(struct lk_store *st, struct tally *ret)
 	int64_t n = lk__nfs_rpcs(st->bs);
 
 	if (n < 0)
-		return fail((int)n, "cannot read the segment count of the store's connection");
+		return bench_fail((int)n, "cannot read the segment count of the store's connection");
 	ret->rpcs = (int64_t)lk__nfs_calls(st->bs);
 	ret->calls = (uint64_t)n;
 	return 0;
@@ -449,7 +347,7 @@ static int bench_prims(struct bench *b)
 		if (r < 0)                                                                         \
 			break;                                                                     \
 		if (!(ok)) {                                                                       \
-			r = fail(pr_ < 0 ? pr_ : 0, "backend %s on %s gave %d %s", label, dir,     \
+			r = bench_fail(pr_ < 0 ? pr_ : 0, "backend %s on %s gave %d %s", label, dir,     \
 			         pr_, err.msg);                                                    \
 			break;                                                                     \
 		}                                                                                  \
@@ -485,14 +383,14 @@ static int bench_prims(struct bench *b)
 		off += (size_t)snprintf(line + off, sizeof(line) - off, "%s %s %lld (%llu)",
 		                        i ? "," : "", p[i].what, (long long)p[i].rpcs,
 		                        (unsigned long long)p[i].calls);
-	note(b, "%s", line);
+	bench_note(&b->t, "%s", line);
 	/*
 	 * The backend keeps handles: the store's, each lock directory's and the
 	 * records' it has seen, so a name costs one LOOKUP only when its
 	 * handle is not known, and entry and open_record of a known lock and
 	 * record cost nothing.
 	 */
-	note(b,
+	bench_note(&b->t,
 	     "1: handles kept: entry of a known lock directory %lld RPC, open_record of the "
 	     "record just written %lld; a stat is one LOOKUP in the kept directory handle (%lld), "
 	     "write_new a GUARDED CREATE and one FILE_SYNC WRITE, no COMMIT (%lld)",
@@ -549,9 +447,9 @@ static int bench_rpcs(struct bench *b)
 		if (r == 0) {
 			r = lk_lock_status(b->st, name, &s);
 			if (r < 0)
-				r = fail(r, "lk_lock_status: %s", lk_store_errmsg(b->st));
+				r = bench_fail(r, "lk_lock_status: %s", lk_store_errmsg(b->st));
 			else if (!s.held)
-				r = fail(0,
+				r = bench_fail(0,
 				         "lk_lock_status says free while another client holds it");
 		}
 		if (r == 0)
@@ -589,24 +487,24 @@ static int bench_rpcs(struct bench *b)
 
 	b->own_acq_rpcs = avg_rpcs(&own);
 	add_row(b, "1. RPCs: acquire after another's release", U_RPC, avg_rpcs(&other), -1,
-	        GOAL_ABS, 6);
-	add_row(b, "   RPCs: acquire by a fresh handle", U_RPC, avg_rpcs(&first), -1, GOAL_ABS, 6);
-	add_row(b, "   RPCs: acquire after own release", U_RPC, avg_rpcs(&own), -1, GOAL_NONE, 0);
+	        BENCH_GOAL_ABS, 6);
+	add_row(b, "   RPCs: acquire by a fresh handle", U_RPC, avg_rpcs(&first), -1, BENCH_GOAL_ABS, 6);
+	add_row(b, "   RPCs: acquire after own release", U_RPC, avg_rpcs(&own), -1, BENCH_GOAL_NONE, 0);
 	add_row(b, "   RPCs: first acquire (creates the lock)", U_RPC, avg_rpcs(&create), -1,
-	        GOAL_NONE, 0);
-	add_row(b, "   RPCs: renewal", U_RPC, b->renew_rpcs, -1, GOAL_ABS, 2);
-	add_row(b, "   RPCs: release", U_RPC, avg_rpcs(&rel), -1, GOAL_ABS, 2);
-	add_row(b, "   RPCs: lk_lock_status", U_RPC, avg_rpcs(&status), -1, GOAL_ABS, 2);
-	note(b,
+	        BENCH_GOAL_NONE, 0);
+	add_row(b, "   RPCs: renewal", U_RPC, b->renew_rpcs, -1, BENCH_GOAL_ABS, 2);
+	add_row(b, "   RPCs: release", U_RPC, avg_rpcs(&rel), -1, BENCH_GOAL_ABS, 2);
+	add_row(b, "   RPCs: lk_lock_status", U_RPC, avg_rpcs(&status), -1, BENCH_GOAL_ABS, 2);
+	bench_note(&b->t,
 	     "1: TCP data segments per operation: acquire after another's release %.1f, by a fresh "
 	     "handle %.1f, after own release %.1f, first %.1f; release %.1f; status %.1f",
 	     avg_calls(&other), avg_calls(&first), avg_calls(&own), avg_calls(&create),
 	     avg_calls(&rel), avg_calls(&status));
-	note(b,
+	bench_note(&b->t,
 	     "1: samples: %d acquires after another's release (two stores taking turns), %d "
 	     "by fresh handles, %d after own release, %d releases, %d status calls",
 	     other.n, first.n, own.n, rel.n, status.n);
-	note(b, "1: the audit log is off (LOCKKIT_AUDIT=0), so these are the lease protocol's "
+	bench_note(&b->t, "1: the audit log is off (LOCKKIT_AUDIT=0), so these are the lease protocol's "
 		"own requests; with it on, an acquire and a release each add one WRITE of "
 		"their audit line");
 out:
@@ -629,7 +527,7 @@ static int quiet_sample(struct lk_lock *lk, struct tally *t, uint64_t *ret_renew
 {
 	struct lk__engine *e = lk->st->engine;
 	struct lk__lease *l = lk->lease;
-	int64_t end = now_ns() + 5000000000LL;
+	int64_t end = bench_now_ns() + 5000000000LL;
 	int r;
 
 	for (;;) {
@@ -643,9 +541,9 @@ static int quiet_sample(struct lk_lock *lk, struct tally *t, uint64_t *ret_renew
 			return r;
 		}
 		pthread_mutex_unlock(&e->mu);
-		if (now_ns() > end)
-			return fail(-ETIMEDOUT, "a renewal stayed in flight for 5 s");
-		sleep_ns(1000000);
+		if (bench_now_ns() > end)
+			return bench_fail(-ETIMEDOUT, "a renewal stayed in flight for 5 s");
+		bench_sleep_ns(1000000);
 	}
 }
 
@@ -664,16 +562,16 @@ static int bench_renew(struct bench *b)
 	if (r < 0)
 		goto out;
 	/* let the first renewal go by: the window then holds only steady ones */
-	sleep_ns((int64_t)RENEW_MS * 1500000);
+	bench_sleep_ns((int64_t)RENEW_MS * 1500000);
 	r = quiet_sample(lk, &t0, &n0, &f0, &l0);
 	if (r == 0) {
-		sleep_ns((int64_t)b->p.renew_window_ms * 1000000);
+		bench_sleep_ns((int64_t)b->p.renew_window_ms * 1000000);
 		r = quiet_sample(lk, &t1, &n1, &f1, &l1);
 	}
 	if (r == 0 && lk_lock_check(lk) < 0)
-		r = fail(-ENOLCK, "the lease was lost while its renewals were counted");
+		r = bench_fail(-ENOLCK, "the lease was lost while its renewals were counted");
 	if (r == 0 && n1 == n0)
-		r = fail(0, "no renewal completed in %d ms", b->p.renew_window_ms);
+		r = bench_fail(0, "no renewal completed in %d ms", b->p.renew_window_ms);
 	if (r == 0)
 		r = release(lk);
 	if (r < 0)
@@ -681,7 +579,7 @@ static int bench_renew(struct bench *b)
 	/* a failed or late renewal sent its requests all the same */
 	tries = (n1 - n0) + (f1 - f0) + (l1 - l0);
 	b->renew_rpcs = (double)(t1.rpcs - t0.rpcs) / (double)tries;
-	note(b,
+	bench_note(&b->t,
 	     "1: renewals: %llu in %d ms (TTL %d ms, every %d ms, engine %s), %.2f TCP "
 	     "segments each; %llu failed and %llu late, counted as renewals",
 	     (unsigned long long)(n1 - n0), b->p.renew_window_ms, RENEW_TTL_MS, RENEW_MS,
@@ -723,10 +621,10 @@ static int rtt_open(const struct bench *b, const char *rel, struct nfs_context *
 	for (;;) {
 		ctx = nfs_init_context();
 		if (!ctx)
-			return fail(-ENOMEM, "nfs_init_context");
+			return bench_fail(-ENOMEM, "nfs_init_context");
 		u = nfs_parse_url_dir(ctx, b->url);
 		if (!u) {
-			r = fail(0, "cannot parse %s: %s", b->url, nfs_get_error(ctx));
+			r = bench_fail(0, "cannot parse %s: %s", b->url, nfs_get_error(ctx));
 			nfs_destroy_context(ctx);
 			return r;
 		}
@@ -743,7 +641,7 @@ static int rtt_open(const struct bench *b, const char *rel, struct nfs_context *
 			char *slash = strrchr(path, '/');
 
 			if (!slash || slash == path)
-				return fail(0, "cannot mount any part of %s", b->url);
+				return bench_fail(0, "cannot mount any part of %s", b->url);
 			*slash = 0;
 		}
 	}
@@ -751,7 +649,7 @@ static int rtt_open(const struct bench *b, const char *rel, struct nfs_context *
 	snprintf(file, sizeof(file), "%s/%s", full + strlen(path), rel);
 	r = nfs_open(ctx, file, O_RDONLY, ret_fh);
 	if (r < 0) {
-		fail(r, "nfs_open %s: %s", file, nfs_get_error(ctx));
+		bench_fail(r, "nfs_open %s: %s", file, nfs_get_error(ctx));
 		nfs_destroy_context(ctx);
 		return r;
 	}
@@ -774,7 +672,7 @@ static int bench_latency(struct bench *b)
 	rel = calloc((size_t)(nb * nc), sizeof(*rel));
 	ga = calloc((size_t)(nb * ng), sizeof(*ga));
 	if (!acq || !rel || !ga) {
-		r = fail(-ENOMEM, "allocating");
+		r = bench_fail(-ENOMEM, "allocating");
 		goto out;
 	}
 	snprintf(rec, sizeof(rec), "%sscratch/rec", b->prefix);
@@ -791,58 +689,58 @@ static int bench_latency(struct bench *b)
 		if (r == 0)
 			r = release(lk);
 		if (r == 0 && nfs_fstat64(ctx, fh, &s) < 0)
-			r = fail(0, "nfs_fstat64: %s", nfs_get_error(ctx));
+			r = bench_fail(0, "nfs_fstat64: %s", nfs_get_error(ctx));
 	}
 	if (r < 0)
 		goto out;
 	segs0 = ctx_segs(ctx);
 	for (int bt = 0; bt < nb && r == 0; bt++) {
 		for (int i = 0; i < nc && r == 0; i++) {
-			int64_t t0 = now_ns(), t1, t2;
+			int64_t t0 = bench_now_ns(), t1, t2;
 
 			r = acquire(lk);
-			t1 = now_ns();
+			t1 = bench_now_ns();
 			if (r == 0)
 				r = release(lk);
-			t2 = now_ns();
+			t2 = bench_now_ns();
 			acq[na] = t1 - t0;
 			rel[na++] = t2 - t1;
 		}
 		for (int i = 0; i < ng && r == 0; i++) {
 			struct nfs_stat_64 s;
-			int64_t t0 = now_ns();
+			int64_t t0 = bench_now_ns();
 
 			if (nfs_fstat64(ctx, fh, &s) < 0)
-				r = fail(0, "nfs_fstat64: %s", nfs_get_error(ctx));
-			ga[ngt++] = now_ns() - t0;
+				r = bench_fail(0, "nfs_fstat64: %s", nfs_get_error(ctx));
+			ga[ngt++] = bench_now_ns() - t0;
 		}
 	}
 	segs1 = ctx_segs(ctx);
 	if (r < 0)
 		goto out;
-	qsort(acq, na, sizeof(*acq), cmp_i64);
-	qsort(rel, na, sizeof(*rel), cmp_i64);
-	qsort(ga, ngt, sizeof(*ga), cmp_i64);
-	add_row(b, "2. uncontended acquire, median", U_TIME, median_sorted(acq, na),
-	        median_sorted(ga, ngt), GOAL_NONE, 0);
-	add_row(b, "   uncontended release, median", U_TIME, median_sorted(rel, na),
-	        median_sorted(ga, ngt), GOAL_NONE, 0);
+	qsort(acq, na, sizeof(*acq), bench_cmp_i64);
+	qsort(rel, na, sizeof(*rel), bench_cmp_i64);
+	qsort(ga, ngt, sizeof(*ga), bench_cmp_i64);
+	add_row(b, "2. uncontended acquire, median", U_TIME, bench_median_sorted(acq, na),
+	        bench_median_sorted(ga, ngt), BENCH_GOAL_NONE, 0);
+	add_row(b, "   uncontended release, median", U_TIME, bench_median_sorted(rel, na),
+	        bench_median_sorted(ga, ngt), BENCH_GOAL_NONE, 0);
 	if (b->own_acq_rpcs > 0)
 		snprintf(ratio, sizeof(ratio),
 		         "; for its %.1f RPCs that is %.2f GETATTR round trips "
 		         "per RPC",
 		         b->own_acq_rpcs,
-		         median_sorted(acq, na) / median_sorted(ga, ngt) / b->own_acq_rpcs);
+		         bench_median_sorted(acq, na) / bench_median_sorted(ga, ngt) / b->own_acq_rpcs);
 	else
 		ratio[0] = 0;
-	note(b,
+	bench_note(&b->t,
 	     "2: %zu acquire+release cycles (same handle, so acquire after own release) and "
 	     "%zu GETATTRs in %d alternating batches; baseline = median GETATTR round trip on a "
 	     "separate connection (%.2f requests per GETATTR counted there)",
 	     na, ngt, nb, segs0 >= 0 && segs1 >= 0 ? (double)(segs1 - segs0) / (double)ngt : -1.0);
-	note(b, "2: acquire p10 %.2f ms, p90 %.2f ms; GETATTR p10 %.1f us, p90 %.1f us%s",
-	     pct_sorted(acq, na, 10) / 1e6, pct_sorted(acq, na, 90) / 1e6,
-	     pct_sorted(ga, ngt, 10) / 1e3, pct_sorted(ga, ngt, 90) / 1e3, ratio);
+	bench_note(&b->t, "2: acquire p10 %.2f ms, p90 %.2f ms; GETATTR p10 %.1f us, p90 %.1f us%s",
+	     bench_pct_sorted(acq, na, 10) / 1e6, bench_pct_sorted(acq, na, 90) / 1e6,
+	     bench_pct_sorted(ga, ngt, 10) / 1e3, bench_pct_sorted(ga, ngt, 90) / 1e3, ratio);
 out:
 	lk_lock_close(lk);
 	if (fh)
@@ -876,7 +774,7 @@ static int holder_main(int argc, char **argv)
 		return EXIT_FAIL; /* the parent is gone already */
 	r = lk_store_open(argv[2], NULL, &st);
 	if (r < 0) {
-		fail(r, "holder: lk_store_open %s", argv[2]);
+		bench_fail(r, "holder: lk_store_open %s", argv[2]);
 		return EXIT_FAIL;
 	}
 	/* A record from "another boot": observers on this host cannot tell
@@ -919,13 +817,13 @@ static int spawn_holder(const struct bench *b, const char *name, pid_t *ret_pid)
 	snprintf(ttl, sizeof(ttl), "%d", FAIL_TTL_MS);
 	snprintf(ppid, sizeof(ppid), "%d", (int)getpid());
 	if (pipe2(p, O_CLOEXEC) < 0)
-		return fail(-errno, "pipe");
+		return bench_fail(-errno, "pipe");
 	/* keep the write end off fd 3, where dup2 would leave it close-on-exec */
 	w = fcntl(p[1], F_DUPFD_CLOEXEC, 10);
 	close(p[1]);
 	if (w < 0) {
 		close(p[0]);
-		return fail(-errno, "fcntl");
+		return bench_fail(-errno, "fcntl");
 	}
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, w, 3);
@@ -934,7 +832,7 @@ static int spawn_holder(const struct bench *b, const char *name, pid_t *ret_pid)
 	close(w);
 	if (r) {
 		close(p[0]);
-		return fail(-r, "cannot start the holder process");
+		return bench_fail(-r, "cannot start the holder process");
 	}
 	pfd.fd = p[0];
 	pfd.events = POLLIN;
@@ -943,7 +841,7 @@ static int spawn_holder(const struct bench *b, const char *name, pid_t *ret_pid)
 		close(p[0]);
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
-		return fail(0, "the holder process did not take the lease");
+		return bench_fail(0, "the holder process did not take the lease");
 	}
 	close(p[0]);
 	*ret_pid = pid;
@@ -962,7 +860,7 @@ static void *waiter_main(void *arg)
 	struct waiter *w = arg;
 
 	w->r = lk_lock_acquire(w->lk, -1);
-	w->t = now_ns();
+	w->t = bench_now_ns();
 	atomic_store(&w->done, 1);
 	return NULL;
 }
@@ -982,22 +880,22 @@ static int failover_once(struct bench *b, struct lk_lock *lk, const char *name,
 		return r;
 	r = -pthread_create(&th, NULL, waiter_main, &w);
 	if (r < 0) {
-		fail(r, "pthread_create");
+		bench_fail(r, "pthread_create");
 		goto reap;
 	}
 	/* Two polls: the waiter has seen the held record. Then a random phase
 	 * of the holder's renewal cycle, so that the runs sample all of it. */
-	sleep_ns(2 * poll_ns + (int64_t)(lk__random64() % (lp->renew_ms * 1000000)));
+	bench_sleep_ns(2 * poll_ns + (int64_t)(lk__random64() % (lp->renew_ms * 1000000)));
 	if (atomic_load(&w.done)) {
 		pthread_join(th, NULL);
-		r = fail(w.r, "the waiter's acquire returned while the holder lived");
+		r = bench_fail(w.r, "the waiter's acquire returned while the holder lived");
 		if (w.r == 0)
 			lk_lock_release(lk);
 		goto reap;
 	}
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	if (kill(child, SIGKILL) < 0) {
-		r = fail(-errno, "kill");
+		r = bench_fail(-errno, "kill");
 		lk_lock_cancel(lk);
 		pthread_join(th, NULL);
 		goto reap;
@@ -1007,13 +905,13 @@ static int failover_once(struct bench *b, struct lk_lock *lk, const char *name,
 	if (pthread_timedjoin_np(th, NULL, &dl) != 0) {
 		lk_lock_cancel(lk);
 		pthread_join(th, NULL);
-		r = fail(0, "the waiter did not get the lease within 5 TTLs of the holder's death");
+		r = bench_fail(0, "the waiter did not get the lease within 5 TTLs of the holder's death");
 		if (w.r == 0)
 			lk_lock_release(lk);
 		goto reap;
 	}
 	if (w.r < 0) {
-		r = fail(w.r, "the waiter's acquire: %s", lk_lock_errmsg(lk));
+		r = bench_fail(w.r, "the waiter's acquire: %s", lk_lock_errmsg(lk));
 		goto reap;
 	}
 	*ret_ns = w.t - t0;
@@ -1023,7 +921,7 @@ reap:
 	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
 		;
 	if (r == 0 && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
-		r = fail(0, "the holder process ended on its own (status 0x%x)", status);
+		r = bench_fail(0, "the holder process ended on its own (status 0x%x)", status);
 	return r;
 }
 
@@ -1040,18 +938,18 @@ static int bench_failover(struct bench *b)
 
 	lat = calloc((size_t)n, sizeof(*lat));
 	if (!lat)
-		return fail(-ENOMEM, "allocating");
+		return bench_fail(-ENOMEM, "allocating");
 	lock_name(b, "failover", name, sizeof(name));
 	r = lk_store_open(b->url, NULL, &st);
 	if (r < 0) {
-		fail(r, "lk_store_open %s", b->url);
+		bench_fail(r, "lk_store_open %s", b->url);
 		goto out;
 	}
 	r = open_lease(st, name, FAIL_TTL_MS, 0, &lk);
 	if (r == 0) {
 		r = lk_lock_lease_params(lk, &lp);
 		if (r < 0)
-			fail(r, "lk_lock_lease_params");
+			bench_fail(r, "lk_lock_lease_params");
 	}
 	if (r < 0)
 		goto out;
@@ -1065,14 +963,14 @@ static int bench_failover(struct bench *b)
 	}
 	if (r < 0)
 		goto out;
-	qsort(lat, (size_t)n, sizeof(*lat), cmp_i64);
+	qsort(lat, (size_t)n, sizeof(*lat), bench_cmp_i64);
 	ttl = (double)lp.ttl_ms * 1e6;
 	bound = 1.0 + lp.rho_ppm / 1e6 + 2.0 * (double)poll_ns / ttl;
-	add_row(b, "3. failover after SIGKILL, median", U_TIME, median_sorted(lat, (size_t)n), ttl,
-	        GOAL_RATIO, 1.15);
-	add_row(b, "   failover after SIGKILL, max", U_TIME, (double)lat[n - 1], ttl, GOAL_RATIO,
+	add_row(b, "3. failover after SIGKILL, median", U_TIME, bench_median_sorted(lat, (size_t)n), ttl,
+	        BENCH_GOAL_RATIO, 1.15);
+	add_row(b, "   failover after SIGKILL, max", U_TIME, (double)lat[n - 1], ttl, BENCH_GOAL_RATIO,
 	        bound);
-	note(b,
+	bench_note(&b->t,
 	     "3: %d runs; baseline = TTL %llu ms (renewal every %llu ms, rho %u ppm, waiter "
 	     "polls every %lld ms); min %.3f s; max bound (1+rho) + 2 polls/TTL = %.2f",
 	     n, (unsigned long long)lp.ttl_ms, (unsigned long long)lp.renew_ms, lp.rho_ppm,
@@ -1088,56 +986,36 @@ out:
  * Output
  */
 
-static const char *verdict(const struct row *r)
-{
-	switch (r->goal) {
-	case GOAL_RATIO:
-		return r->val <= r->goal_val * r->base ? "ok" : "OVER";
-	case GOAL_ABS:
-		return r->val <= r->goal_val + 1e-9 ? "ok" : "OVER";
-	default:
-		return "-";
-	}
-}
-
-static void fmt_val(char *buf, size_t len, enum unit u, double v)
+static void fmt_val(char *buf, size_t len, int u, double v)
 {
 	if (u == U_RPC)
 		snprintf(buf, len, "%.1f", v);
 	else
-		fmt_dur(buf, len, v);
+		bench_fmt_dur(buf, len, v, 3);
 }
 
-static void print_table(const struct bench *b)
+static void fmt_goal(char *buf, size_t len, const struct bench_row *r)
 {
-	char val[32], base[32], ratio[32], goal[32];
-
-	printf("%-44s %10s %10s %7s  %-8s %s\n", "measurement", "value", "baseline", "ratio",
-	       "goal", "verdict");
-	for (int i = 0; i < b->nrows; i++) {
-		const struct row *r = &b->rows[i];
-
-		fmt_val(val, sizeof(val), r->unit, r->val);
-		if (r->base > 0) {
-			fmt_dur(base, sizeof(base), r->base);
-			snprintf(ratio, sizeof(ratio), "%.2f", r->val / r->base);
-		} else {
-			snprintf(base, sizeof(base), "-");
-			snprintf(ratio, sizeof(ratio), "-");
-		}
-		if (r->goal == GOAL_RATIO)
-			snprintf(goal, sizeof(goal), "<= %.2f", r->goal_val);
-		else if (r->goal == GOAL_ABS)
-			snprintf(goal, sizeof(goal), "<= %g", r->goal_val);
-		else
-			snprintf(goal, sizeof(goal), "-");
-		printf("%-44s %10s %10s %7s  %-8s %s\n", r->name, val, base, ratio, goal,
-		       verdict(r));
-	}
-	printf("\n");
-	for (int i = 0; i < b->nnotes; i++)
-		printf("%s\n", b->notes[i]);
+	if (r->goal == BENCH_GOAL_RATIO)
+		snprintf(buf, len, "<= %.2f", r->goal_val);
+	else
+		snprintf(buf, len, "<= %g", r->goal_val);
 }
+
+/* A count of requests is a whole number: a goal met to the last bit is met. */
+static const struct bench_layout layout = {
+	.value_head = "value",
+	.name_w = 44,
+	.value_w = 10,
+	.ratio_w = 7,
+	.goal_w = 8,
+	.ratio_digits = 2,
+	.missed = "OVER",
+	.abs_slack = 1e-9,
+	.base_if_positive = 1,
+	.fmt_val = fmt_val,
+	.fmt_goal = fmt_goal,
+};
 
 /* ------------------------------------------------------------------------
  * Clean-up of the run's lock directories
@@ -1211,7 +1089,7 @@ static int find_script(const char *tools, char *buf, size_t len)
 
 	if (tools) {
 		snprintf(buf, len, "%s/nfs-server.sh", tools);
-		return access(buf, R_OK) == 0 ? 0 : fail(-errno, "%s", buf);
+		return access(buf, R_OK) == 0 ? 0 : bench_fail(-errno, "%s", buf);
 	}
 #ifdef LK_SOURCE_DIR
 	snprintf(buf, len, "%s/tools/nfs-server.sh", LK_SOURCE_DIR);
@@ -1223,7 +1101,7 @@ static int find_script(const char *tools, char *buf, size_t len)
 		if (access(buf, R_OK) == 0)
 			return 0;
 	}
-	return fail(-ENOENT, "cannot find tools/nfs-server.sh; use --tools DIR");
+	return bench_fail(-ENOENT, "cannot find tools/nfs-server.sh; use --tools DIR");
 }
 
 /* sh SCRIPT CMD STATE; its output to stderr, or into out when given. */
@@ -1236,7 +1114,7 @@ static int run_script(const struct server *sv, const char *cmd, char *out, size_
 	pid_t pid;
 
 	if (out && pipe2(p, O_CLOEXEC) < 0)
-		return fail(-errno, "pipe");
+		return bench_fail(-errno, "pipe");
 	posix_spawn_file_actions_init(&fa);
 	if (out)
 		posix_spawn_file_actions_adddup2(&fa, p[1], 1);
@@ -1249,7 +1127,7 @@ static int run_script(const struct server *sv, const char *cmd, char *out, size_
 	if (r) {
 		if (out)
 			close(p[0]);
-		return fail(-r, "cannot run sh %s", sv->script);
+		return bench_fail(-r, "cannot run sh %s", sv->script);
 	}
 	if (out) {
 		for (;;) {
@@ -1268,10 +1146,10 @@ static int run_script(const struct server *sv, const char *cmd, char *out, size_
 	}
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR)
-			return fail(-errno, "waitpid");
+			return bench_fail(-errno, "waitpid");
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return fail(0, "%s %s %s failed (status 0x%x)", sv->script, cmd, sv->state, status);
+		return bench_fail(0, "%s %s %s failed (status 0x%x)", sv->script, cmd, sv->state, status);
 	return 0;
 }
 
@@ -1294,13 +1172,13 @@ static int start_guard(struct server *sv)
 	pid_t pid;
 
 	if (pipe2(p, O_CLOEXEC) < 0)
-		return fail(-errno, "pipe");
+		return bench_fail(-errno, "pipe");
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0) {
 		close(p[0]);
 		close(p[1]);
-		return fail(-errno, "fork");
+		return bench_fail(-errno, "fork");
 	}
 	if (pid == 0) {
 		close(p[1]);
@@ -1351,7 +1229,7 @@ static int start_server(struct server *sv, const char *tools, char *url, size_t 
 	}
 	snprintf(sv->state, sizeof(sv->state), "/tmp/lk-bnfs-XXXXXX");
 	if (!mkdtemp(sv->state))
-		return fail(-errno, "mkdtemp");
+		return bench_fail(-errno, "mkdtemp");
 	r = start_guard(sv);
 	if (r < 0) {
 		rmdir(sv->state);
@@ -1367,7 +1245,7 @@ static int start_server(struct server *sv, const char *tools, char *url, size_t 
 	s = strstr(out, "LK_NFS_URL='");
 	e = s ? strchr(s + 12, '\'') : NULL;
 	if (!e)
-		return fail(0, "no LK_NFS_URL in the output of %s env", sv->script);
+		return bench_fail(0, "no LK_NFS_URL in the output of %s env", sv->script);
 	s += 12;
 	*e = 0;
 	/* a store directory inside the export, as a real deployment has */
@@ -1378,7 +1256,7 @@ static int start_server(struct server *sv, const char *tools, char *url, size_t 
 	} else {
 		r = snprintf(url, urllen, "%s/store", s);
 	}
-	return r < 0 || (size_t)r >= urllen ? fail(-ENAMETOOLONG, "URL") : 0;
+	return r < 0 || (size_t)r >= urllen ? bench_fail(-ENAMETOOLONG, "URL") : 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -1391,11 +1269,11 @@ static int open_store(const char *url, struct lk_store **ret)
 	int r = lk_store_open_err(url, NULL, ret, why, sizeof(why));
 
 	if (r < 0)
-		return fail(r, "lk_store_open %s: %s", url, why);
+		return bench_fail(r, "lk_store_open %s: %s", url, why);
 	if ((*ret)->be != &lk__nfs_backend) {
 		lk_store_close(*ret);
 		*ret = NULL;
-		return fail(-EINVAL, "%s is not an nfs:// store", url);
+		return bench_fail(-EINVAL, "%s is not an nfs:// store", url);
 	}
 	return 0;
 }
@@ -1450,6 +1328,7 @@ int main(int argc, char **argv)
 	if (!b)
 		return EXIT_FAIL;
 	b->p = quick ? params_quick : params_default;
+	bench_table_init(&b->t, MAX_ROWS, MAX_NOTES, NOTE_LEN);
 	if (runs)
 		b->p.fail_runs = runs;
 	snprintf(b->prefix, sizeof(b->prefix), "bnfs-%d-", (int)getpid());
@@ -1458,7 +1337,7 @@ int main(int argc, char **argv)
 		if (r < 0)
 			goto out;
 	} else if (snprintf(b->url, sizeof(b->url), "%s", url) >= (int)sizeof(b->url)) {
-		r = fail(-ENAMETOOLONG, "URL");
+		r = bench_fail(-ENAMETOOLONG, "URL");
 		goto out;
 	}
 	/*
@@ -1497,7 +1376,7 @@ int main(int argc, char **argv)
 	if (r == 0) {
 		printf("bench_nfs: lockkit %s, %s%s, engine %s\n\n", lk_version(), b->url,
 		       start ? " (throwaway server)" : "", lk_store_engine(b->st));
-		print_table(b);
+		bench_print_table(&layout, &b->t);
 		fflush(stdout);
 	}
 out:

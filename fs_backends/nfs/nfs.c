@@ -32,9 +32,10 @@
  *    services it. Requests are sent asynchronously and every request has a
  *    deadline of its own (NFS_OP_TIMEOUT_MS) that this file enforces while
  *    it services the context; a request past it is abandoned (its reply, if
- *    one ever comes, is dropped). libnfs reconnects after the server
- *    restarts and may change its descriptor when it does, so the descriptor
- *    is read again before every poll.
+ *    one ever comes, is dropped). Once one is, and the server has said
+ *    nothing since, blocking calls wait much less (given_up()). libnfs
+ *    reconnects after the server restarts and may change its descriptor
+ *    when it does, so the descriptor is read again before every poll.
  *  - Lease renewals never make the heartbeat engine's timer wait. The
  *    engine queues a renewal (renew_start: a FILE_SYNC WRITE by the record's
  *    handle and a LOOKUP of the next generation in the lock directory's
@@ -456,8 +457,7 @@ static void decode(struct req *rq, void *data)
  */
 static void given_up(struct nfs_store *ns, const struct req *rq)
 {
-	if (rq->sent_ns > ns->heard_ns &&
-	    (!ns->silent_from_ns || rq->sent_ns < ns->silent_from_ns))
+	if (rq->sent_ns > ns->heard_ns && (!ns->silent_from_ns || rq->sent_ns < ns->silent_from_ns))
 		ns->silent_from_ns = rq->sent_ns;
 }
 

@@ -23,7 +23,17 @@
  *  - api_drop: the same with the bridge dropping the holder's frames (a
  *    blackhole: no error, TCP only retransmits).
  *  - ctl_drop: lockctl run -S nfs://... on two hosts; COMMAND ignores
- *    SIGTERM, so only lockctl's SIGKILL at the deadline can stop it.
+ *    SIGTERM, so only lockctl's SIGKILL at the deadline can stop it. The
+ *    cut lasts until the cut-off lockctl has exited, which must come soon
+ *    after its deadline: it must not wait on the server it cannot reach.
+ *  - api_short_link, api_short_drop: a 3 s TTL and a 1 s cut just after a
+ *    renewal, well inside the holder's safety window: it keeps its lease
+ *    and token throughout and nobody else acquires. ctl_short_drop: the
+ *    same for lockctl run, with a 0.75 s cut at any moment (the test cannot
+ *    see its renewals).
+ *  - api_past_drop: a blackhole healed just after the holder stepped down,
+ *    before anyone may take over: its renewals sent into the cut land
+ *    after the heal and must not revive the lease.
  *
  * The test binary is its own COMMAND and host agent: "--cs LOG HOST" runs a
  * critical section for lockctl run.
@@ -52,10 +62,17 @@
 
 #include "lockkit.h"
 
-#define TTL_MS    2000
-#define SAFETY_MS 30000
-#define MAX_HOSTS 3
-#define NAME      "part"
+#define TTL_MS 2000
+/* the short-cut and past-deadline scenarios: a cut of about a third of it
+ * is well inside the holder's safety window */
+#define TTL_SHORT_MS 3000
+#define SAFETY_MS    30000
+/* lockctl run exits this long at most after its deadline (its COMMAND gets
+ * SIGKILL a few hundred ms after it): several times what it takes, and
+ * below the 2 s that one wait on the unreachable server used to cost */
+#define CTL_EXIT_BOUND_MS 1500
+#define MAX_HOSTS         3
+#define NAME              "part"
 
 enum kind { K_ENTER = 1, K_TICK, K_LOST, K_STOP, K_TERM, K_ERR, K_EXIT };
 
@@ -75,6 +92,8 @@ static char export_dir[PATH_MAX], state_dir[PATH_MAX], prefix[16], bridge_addr[3
 static char host_ns[MAX_HOSTS + 1][64];
 static pid_t host_pid[MAX_HOSTS + 1];
 static char cleanup_cmd[4 * PATH_MAX];
+/* the agents' lease TTL: set before the hosts start */
+static int ttl_ms = TTL_MS;
 
 static int64_t now_ns(void)
 {
@@ -258,7 +277,7 @@ static void api_agent(int host)
 		sleep_ms(100);
 	}
 	o.mode = LK_MODE_LEASE;
-	o.ttl_ms = TTL_MS;
+	o.ttl_ms = (uint64_t)ttl_ms;
 	o.on_lost = on_lost;
 	if (lk_lock_open(st, NAME, &o, &lk) < 0)
 		_exit(95);
@@ -292,7 +311,7 @@ static void ctl_agent(int host)
 	int fd = open_log();
 
 	snprintf(hs, sizeof(hs), "%d", host);
-	snprintf(ttl, sizeof(ttl), "%dms", TTL_MS);
+	snprintf(ttl, sizeof(ttl), "%dms", ttl_ms);
 	for (;;) {
 		pid_t pid = fork();
 		int st;
@@ -398,7 +417,7 @@ static void last_write(const struct rec *v, size_t n, uint64_t tok, int64_t *ret
 
 /* Checks on the whole log: every critical section ends before the next one
  * starts, tokens increase, no write with a token below one already written. */
-static void check_log(void)
+static void check_log(size_t min_holds)
 {
 	size_t n, holds = 0;
 	struct rec *v = read_log(&n);
@@ -427,7 +446,7 @@ static void check_log(void)
 		prev = v[i].token;
 		last_write(v, n, prev, &prev_last, &dl);
 	}
-	assert_true(holds >= 2);
+	assert_true(holds >= min_holds);
 	free(v);
 }
 
@@ -459,7 +478,24 @@ static int64_t step_down(const struct rec *v, size_t n, uint32_t host, uint64_t 
 	return 0;
 }
 
-static void run_partition(const char *how, int nhosts, void (*agent)(int), int stepdown_kind)
+/* Time of the first record of this kind by host with token tok (any token
+ * if tok is 0) after t, or 0. */
+static int64_t find_rec(const struct rec *v, size_t n, uint32_t host, int kind, uint64_t tok,
+                        int64_t t)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].host == host && (int)v[i].kind == kind && (!tok || v[i].token == tok) &&
+		    v[i].t > t)
+			return v[i].t;
+	return 0;
+}
+
+/*
+ * Cut host 1 off until another host enters; heal it then or, if heal_after
+ * is a record kind, once host 1 has written it (lockctl run exited).
+ */
+static void run_partition(const char *how, int nhosts, void (*agent)(int), int stepdown_kind,
+                          int heal_after)
 {
 	struct rec first, next, after;
 	int64_t t_cut, t_heal, t_kill, last, dl, sd;
@@ -471,7 +507,7 @@ static void run_partition(const char *how, int nhosts, void (*agent)(int), int s
 	assert_int_equal(first.host, 1);
 	for (int i = 2; i <= nhosts; i++)
 		host_start(i, agent);
-	sleep_ms(TTL_MS); /* the others watch host 1 renew */
+	sleep_ms(ttl_ms); /* the others watch host 1 renew */
 
 	t_cut = now_ns();
 	host_cut(1, how);
@@ -497,13 +533,25 @@ static void run_partition(const char *how, int nhosts, void (*agent)(int), int s
 		"before host %u entered, %lld ms (%.2f TTL) after the cut; token %llu -> %llu\n",
 		how, (long long)(sd - t_cut) / 1000000, (long long)(next.t - last) / 1000000,
 		next.host, (long long)(next.t - t_cut) / 1000000,
-		(double)(next.t - t_cut) / 1e6 / TTL_MS, (unsigned long long)first.token,
+		(double)(next.t - t_cut) / 1e6 / ttl_ms, (unsigned long long)first.token,
 		(unsigned long long)next.token);
+
+	while (heal_after) {
+		v = read_log(&n);
+		t_heal = find_rec(v, n, 1, heal_after, 0, t_cut);
+		free(v);
+		if (t_heal)
+			break;
+		if (now_ns() - t_cut > (int64_t)SAFETY_MS * 1000000)
+			fail_msg("host 1 wrote no record %d within %d ms of the cut", heal_after,
+			         SAFETY_MS);
+		sleep_ms(5);
+	}
 
 	/* heal: host 1 must come back as a waiter, not take the lease back */
 	t_heal = now_ns();
 	host_heal(1);
-	sleep_ms(3 * TTL_MS);
+	sleep_ms(3 * ttl_ms);
 	v = read_log(&n);
 	for (size_t i = 0; i < n; i++)
 		if (v[i].kind == K_ENTER && v[i].t > t_heal)
@@ -511,8 +559,8 @@ static void run_partition(const char *how, int nhosts, void (*agent)(int), int s
 	free(v);
 	if (moves > 1)
 		fail_msg("%zu acquisitions in %d ms after the heal: the lease flapped", moves,
-		         3 * TTL_MS);
-	print_message("%s heal: %zu acquisitions in the %d ms after it\n", how, moves, 3 * TTL_MS);
+		         3 * ttl_ms);
+	print_message("%s heal: %zu acquisitions in the %d ms after it\n", how, moves, 3 * ttl_ms);
 
 	/* kill hosts other than 1 until host 1 holds: it has rejoined */
 	after = next;
@@ -536,7 +584,7 @@ static void run_partition(const char *how, int nhosts, void (*agent)(int), int s
 		assert_true(next.token > after.token);
 		print_message("host %u killed: host %u entered %lld ms (%.2f TTL) later\n",
 		              after.host, next.host, (long long)(next.t - t_kill) / 1000000,
-		              (double)(next.t - t_kill) / 1e6 / TTL_MS);
+		              (double)(next.t - t_kill) / 1e6 / ttl_ms);
 		after = next;
 	}
 	if (after.host != 1)
@@ -544,21 +592,196 @@ static void run_partition(const char *how, int nhosts, void (*agent)(int), int s
 	for (int i = 1; i <= nhosts; i++)
 		if (host_pid[i] > 0)
 			host_kill(i);
-	check_log();
+	check_log(2);
+}
+
+/*
+ * Wait until the holder (host 1, token tok) has just renewed: its newest
+ * write, at most 50 ms old, shows at least min_left_ms to its deadline.
+ * Cutting then leaves it nearly its whole safety window.
+ */
+static void wait_renewed(uint64_t tok, int64_t min_left_ms)
+{
+	int64_t end = now_ns() + (int64_t)SAFETY_MS * 1000000;
+
+	for (;;) {
+		size_t n;
+		struct rec *v = read_log(&n);
+		int64_t now = now_ns(), left = -1;
+
+		for (size_t i = n; i-- > 0;)
+			if (v[i].host == 1 && v[i].kind == K_TICK && v[i].token == tok) {
+				if (now - v[i].t < 50000000)
+					left = (v[i].deadline - v[i].t) / 1000000;
+				break;
+			}
+		free(v);
+		if (left >= min_left_ms)
+			return;
+		if (now > end)
+			fail_msg("host 1 did not renew within %d ms", SAFETY_MS);
+		sleep_ms(5);
+	}
+}
+
+/*
+ * A cut shorter than the holder's safety window, then healed: the holder
+ * keeps its lease throughout (no step-down, the same token, its writes go
+ * on after the heal) and nobody else acquires during or after the cut.
+ * stepdown_kind is the record a step-down would leave (besides STOP, LOST
+ * and EXIT, which no host 1 record may be either).
+ */
+static void run_short_cut(const char *how, void (*agent)(int), int cut_ms, int stepdown_kind)
+{
+	struct rec first;
+	int64_t t_cut, t_heal, t_end, last, dl, min_left = INT64_MAX;
+	size_t n;
+	struct rec *v;
+
+	host_start(1, agent);
+	first = wait_enter(0, 0);
+	assert_int_equal(first.host, 1);
+	host_start(2, agent);
+	sleep_ms(ttl_ms); /* host 2 watches host 1 renew */
+	if (first.deadline)
+		wait_renewed(first.token, (first.deadline - first.t) / 1000000 - ttl_ms / 8);
+
+	t_cut = now_ns();
+	host_cut(1, how);
+	sleep_ms(cut_ms);
+	t_heal = now_ns();
+	host_heal(1);
+	/* long enough for host 2 to have taken over twice over had host 1
+	 * stopped renewing at the cut */
+	sleep_ms(3 * ttl_ms);
+	t_end = now_ns();
+
+	v = read_log(&n);
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].kind == K_ENTER && v[i].t > first.t)
+			fail_msg("host %u acquired (token %llu) %lld ms after a %d ms cut of the "
+			         "holder began",
+			         v[i].host, (unsigned long long)v[i].token,
+			         (long long)(v[i].t - t_cut) / 1000000, cut_ms);
+		if (v[i].host != 1 || v[i].t <= t_cut)
+			continue;
+		if ((int)v[i].kind == stepdown_kind || v[i].kind == K_STOP || v[i].kind == K_EXIT ||
+		    v[i].kind == K_LOST)
+			fail_msg("host 1 stepped down (record %u, %lld ms after the cut) over a "
+			         "%d ms cut",
+			         v[i].kind, (long long)(v[i].t - t_cut) / 1000000, cut_ms);
+		if (v[i].kind == K_TICK && v[i].token != first.token)
+			fail_msg("host 1 wrote with token %llu, not %llu",
+			         (unsigned long long)v[i].token, (unsigned long long)first.token);
+		if (v[i].kind == K_TICK && v[i].deadline && v[i].t < t_heal + ttl_ms * 1000000ll &&
+		    v[i].deadline - v[i].t < min_left)
+			min_left = v[i].deadline - v[i].t;
+	}
+	last_write(v, n, first.token, &last, &dl);
+	free(v);
+	/* it held on: still writing at the end, a whole 3 TTL after the heal */
+	if (t_end - last > (int64_t)ttl_ms * 1000000 / 2)
+		fail_msg("host 1's last write came %lld ms before the end",
+		         (long long)(t_end - last) / 1000000);
+	if (min_left != INT64_MAX)
+		print_message("%s cut of %d ms: host 1 kept token %llu; at least %lld ms were "
+		              "left to its deadline\n",
+		              how, cut_ms, (unsigned long long)first.token,
+		              (long long)min_left / 1000000);
+	else
+		print_message("%s cut of %d ms: host 1 kept token %llu\n", how, cut_ms,
+		              (unsigned long long)first.token);
+	for (int i = 1; i <= 2; i++)
+		if (host_pid[i] > 0)
+			host_kill(i);
+	check_log(1);
+}
+
+/*
+ * A cut that outlasts the holder's deadline by a little: healed as soon as
+ * the holder has stepped down, before anyone may take over. Its renewals
+ * sent into the cut reach the server after the heal; they must not revive
+ * the lease, and the holder must have stopped before the next one writes.
+ */
+static void run_past_deadline(const char *how, void (*agent)(int), int stepdown_kind)
+{
+	struct rec first, next;
+	int64_t t_cut, t_heal, sd = 0, last, dl, end;
+	size_t n, moves = 0;
+	struct rec *v;
+
+	host_start(1, agent);
+	first = wait_enter(0, 0);
+	assert_int_equal(first.host, 1);
+	host_start(2, agent);
+	sleep_ms(ttl_ms);
+
+	t_cut = now_ns();
+	host_cut(1, how);
+	end = t_cut + (int64_t)SAFETY_MS * 1000000;
+	while (!sd) {
+		v = read_log(&n);
+		sd = find_rec(v, n, 1, stepdown_kind, first.token, t_cut);
+		free(v);
+		if (!sd && now_ns() > end)
+			fail_msg("host 1 did not step down within %d ms of the cut", SAFETY_MS);
+		if (!sd)
+			sleep_ms(5);
+	}
+	t_heal = now_ns();
+	host_heal(1);
+	next = wait_enter(t_cut, 0);
+	v = read_log(&n);
+	last_write(v, n, first.token, &last, &dl);
+	free(v);
+	if (sd >= next.t)
+		fail_msg("host 1 stepped down %lld ms after host %u entered",
+		         (long long)(sd - next.t) / 1000000, next.host);
+	if (last >= next.t)
+		fail_msg("host 1 wrote %lld ms after host %u entered",
+		         (long long)(last - next.t) / 1000000, next.host);
+	if (last >= t_heal)
+		fail_msg("host 1 wrote with token %llu %lld ms after the heal: the lease revived",
+		         (unsigned long long)first.token, (long long)(last - t_heal) / 1000000);
+	if (dl && next.t <= dl)
+		fail_msg("host %u entered before host 1's deadline", next.host);
+	assert_true(next.token > first.token);
+	print_message("%s cut past the deadline: host 1 stepped down %lld ms after the cut and "
+	              "was healed %lld ms later; host %u entered %lld ms after the heal, "
+	              "token %llu -> %llu\n",
+	              how, (long long)(sd - t_cut) / 1000000, (long long)(t_heal - sd) / 1000000,
+	              next.host, (long long)(next.t - t_heal) / 1000000,
+	              (unsigned long long)first.token, (unsigned long long)next.token);
+
+	sleep_ms(3 * ttl_ms);
+	v = read_log(&n);
+	for (size_t i = 0; i < n; i++)
+		if (v[i].kind == K_ENTER && v[i].t > next.t)
+			moves++;
+	free(v);
+	if (moves)
+		fail_msg("%zu more acquisitions in %d ms after host %u's: the lease flapped", moves,
+		         3 * ttl_ms, next.host);
+	for (int i = 1; i <= 2; i++)
+		if (host_pid[i] > 0)
+			host_kill(i);
+	check_log(2);
 }
 
 static void test_api_link(void **state)
 {
 	(void)state;
+	ttl_ms = TTL_MS;
 	fresh_store("api_link");
-	run_partition("link", 3, api_agent, K_LOST);
+	run_partition("link", 3, api_agent, K_LOST, 0);
 }
 
 static void test_api_drop(void **state)
 {
 	(void)state;
+	ttl_ms = TTL_MS;
 	fresh_store("api_drop");
-	run_partition("drop", 3, api_agent, K_LOST);
+	run_partition("drop", 3, api_agent, K_LOST, 0);
 }
 
 static void test_ctl_drop(void **state)
@@ -566,17 +789,67 @@ static void test_ctl_drop(void **state)
 	size_t n;
 	struct rec *v;
 	int exits75 = 0;
+	int64_t t_term = 0, t_exit = 0;
 
 	(void)state;
+	ttl_ms = TTL_MS;
 	fresh_store("ctl_drop");
-	run_partition("drop", 2, ctl_agent, K_TERM);
-	/* the cut-off lockctl run said the lease was lost */
+	/* healed only once lockctl has exited: it must not wait for the server */
+	run_partition("drop", 2, ctl_agent, K_TERM, K_EXIT);
+	/* the cut-off lockctl run said the lease was lost, and soon: its
+	 * deadline is when it sent COMMAND SIGTERM */
 	v = read_log(&n);
-	for (size_t i = 0; i < n; i++)
-		if (v[i].kind == K_EXIT && v[i].host == 1 && v[i].aux == 75)
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].kind == K_TERM && v[i].host == 1 && !t_term)
+			t_term = v[i].t;
+		if (v[i].kind == K_EXIT && v[i].host == 1 && v[i].aux == 75) {
 			exits75++;
+			if (!t_exit)
+				t_exit = v[i].t;
+		}
+	}
 	free(v);
 	assert_int_equal(exits75, 1);
+	assert_true(t_term > 0 && t_exit > t_term);
+	print_message("lockctl run exited 75 %lld ms after its deadline\n",
+	              (long long)(t_exit - t_term) / 1000000);
+	if (t_exit - t_term > (int64_t)CTL_EXIT_BOUND_MS * 1000000)
+		fail_msg("lockctl run exited %lld ms after its deadline (bound %d ms)",
+		         (long long)(t_exit - t_term) / 1000000, CTL_EXIT_BOUND_MS);
+}
+
+static void test_api_short_link(void **state)
+{
+	(void)state;
+	ttl_ms = TTL_SHORT_MS;
+	fresh_store("api_short_link");
+	run_short_cut("link", api_agent, TTL_SHORT_MS / 3, K_LOST);
+}
+
+static void test_api_short_drop(void **state)
+{
+	(void)state;
+	ttl_ms = TTL_SHORT_MS;
+	fresh_store("api_short_drop");
+	run_short_cut("drop", api_agent, TTL_SHORT_MS / 3, K_LOST);
+}
+
+static void test_api_past_drop(void **state)
+{
+	(void)state;
+	ttl_ms = TTL_SHORT_MS;
+	fresh_store("api_past_drop");
+	run_past_deadline("drop", api_agent, K_LOST);
+}
+
+/* lockctl's holder cannot report a fresh renewal, so the cut is shorter:
+ * a quarter of the TTL whenever it falls between renewals */
+static void test_ctl_short_drop(void **state)
+{
+	(void)state;
+	ttl_ms = TTL_SHORT_MS;
+	fresh_store("ctl_short_drop");
+	run_short_cut("drop", ctl_agent, TTL_SHORT_MS / 4, K_TERM);
 }
 
 /* ------------------------------------------------------------------------
@@ -673,6 +946,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_api_link, reset_hosts),
 		cmocka_unit_test_teardown(test_api_drop, reset_hosts),
 		cmocka_unit_test_teardown(test_ctl_drop, reset_hosts),
+		cmocka_unit_test_teardown(test_api_short_link, reset_hosts),
+		cmocka_unit_test_teardown(test_api_short_drop, reset_hosts),
+		cmocka_unit_test_teardown(test_api_past_drop, reset_hosts),
+		cmocka_unit_test_teardown(test_ctl_short_drop, reset_hosts),
 	};
 	ssize_t n;
 
