@@ -70,7 +70,7 @@ int bench_fail(int r, const char *fmt, ...)
 	return r ? r : -EIO;
 }
 
-int bench_cmp_double(const void *a, const void *b)
+static int bench_cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 

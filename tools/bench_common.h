@@ -28,7 +28,6 @@ void bench_rm_tree(const char *path);
 /* Print why something failed (prefixed with bench_name) and pass r on. */
 int __attribute__((format(printf, 2, 3))) bench_fail(int r, const char *fmt, ...);
 
-int bench_cmp_double(const void *a, const void *b);
 int bench_cmp_i64(const void *a, const void *b);
 /* Median of v; sorts v. */
 double bench_median(double *v, size_t n);

@@ -109,7 +109,7 @@ static const struct params params_quick = {
 
 #define MAX_ROWS 8
 #define MAX_NOTES 8
-#define NOTE_LEN 256
+#define NOTE_LEN  256
 
 struct bench {
 	struct params p;
@@ -128,7 +128,7 @@ const char bench_name[] = "bench_lock";
 
 /* Every figure here is a duration in nanoseconds: the unit is not used. */
 static void add_row(struct bench *b, const char *name, double lk_ns, double base_ns,
-		    enum bench_goal goal, double goal_val)
+                    enum bench_goal goal, double goal_val)
 {
 	bench_set_row(bench_add_row(&b->t, "%s", name), 0, lk_ns, base_ns, goal, goal_val);
 }
@@ -367,14 +367,14 @@ static int bench_fast(struct bench *b)
 	for (int s = 0; s < FAST_SIDES; s++)
 		med[s] = bench_median(v[s], (size_t)nb);
 	add_row(b, "1. uncontended acquire+release", med[FAST_LIB], med[FAST_RAW], BENCH_GOAL_RATIO,
-		1.2);
-	add_row(b, "   vs bare lock+unlock (no write)", med[FAST_LIB], med[FAST_FLOOR], BENCH_GOAL_NONE,
-		0);
+	        1.2);
+	add_row(b, "   vs bare lock+unlock (no write)", med[FAST_LIB], med[FAST_FLOOR],
+	        BENCH_GOAL_NONE, 0);
 	bench_note(&b->t,
-	     "1: %d batches x %ld pairs per side; per-batch ns/pair lockkit %.0f..%.0f, "
-	     "raw %.0f..%.0f, bare %.0f..%.0f",
-	     nb, iters, v[FAST_LIB][0], v[FAST_LIB][nb - 1], v[FAST_RAW][0], v[FAST_RAW][nb - 1],
-	     v[FAST_FLOOR][0], v[FAST_FLOOR][nb - 1]);
+	           "1: %d batches x %ld pairs per side; per-batch ns/pair lockkit %.0f..%.0f, "
+	           "raw %.0f..%.0f, bare %.0f..%.0f",
+	           nb, iters, v[FAST_LIB][0], v[FAST_LIB][nb - 1], v[FAST_RAW][0],
+	           v[FAST_RAW][nb - 1], v[FAST_FLOOR][0], v[FAST_FLOOR][nb - 1]);
 out:
 	for (int s = 0; s < FAST_SIDES; s++)
 		free(v[s]);
@@ -623,14 +623,14 @@ static int bench_handoff(struct bench *b)
 	qsort(lib, nl, sizeof(*lib), bench_cmp_i64);
 	qsort(raw, nr, sizeof(*raw), bench_cmp_i64);
 	add_row(b, "2. handoff to blocked waiter, median", bench_median_sorted(lib, nl),
-		bench_median_sorted(raw, nr), BENCH_GOAL_RATIO, 1.3);
+	        bench_median_sorted(raw, nr), BENCH_GOAL_RATIO, 1.3);
 	add_row(b, "   handoff to blocked waiter, p99", bench_pct_sorted(lib, nl, 99),
-		bench_pct_sorted(raw, nr, 99), BENCH_GOAL_NONE, 0);
+	        bench_pct_sorted(raw, nr, 99), BENCH_GOAL_NONE, 0);
 	bench_note(&b->t,
-	     "2: %zu handoffs per side in %d alternating chunks, %s; min lockkit %.1f us, "
-	     "raw %.1f us",
-	     per, b->p.pp_chunks, pinned ? "one process per CPU" : "not pinned (one CPU)",
-	     (double)lib[0] / 1e3, (double)raw[0] / 1e3);
+	           "2: %zu handoffs per side in %d alternating chunks, %s; min lockkit %.1f us, "
+	           "raw %.1f us",
+	           per, b->p.pp_chunks, pinned ? "one process per CPU" : "not pinned (one CPU)",
+	           (double)lib[0] / 1e3, (double)raw[0] / 1e3);
 out:
 	free(lib);
 	free(raw);
@@ -739,7 +739,8 @@ static int kill_once(struct bench *b, struct lk_lock *lk, const char *path, int6
 	pthread_join(th, NULL);
 	have_thread = 0;
 	if (w.r < 0) {
-		r = bench_fail(w.r, "lk_lock_acquire after the holder died: %s", lk_lock_errmsg(lk));
+		r = bench_fail(w.r, "lk_lock_acquire after the holder died: %s",
+		               lk_lock_errmsg(lk));
 		goto reap;
 	}
 	*ret_ns = w.t - t0;
@@ -783,11 +784,12 @@ static int bench_kill(struct bench *b)
 	if (r < 0)
 		goto out;
 	qsort(lat, (size_t)n, sizeof(*lat), bench_cmp_i64);
-	add_row(b, "3. holder SIGKILL to next holder, median", bench_median_sorted(lat, (size_t)n), -1,
-		BENCH_GOAL_ABS, 1e6);
-	add_row(b, "   holder SIGKILL to next holder, max", (double)lat[n - 1], -1, BENCH_GOAL_NONE, 0);
+	add_row(b, "3. holder SIGKILL to next holder, median", bench_median_sorted(lat, (size_t)n),
+	        -1, BENCH_GOAL_ABS, 1e6);
+	add_row(b, "   holder SIGKILL to next holder, max", (double)lat[n - 1], -1, BENCH_GOAL_NONE,
+	        0);
 	bench_note(&b->t, "3: %d runs; min %.1f us, p90 %.1f us", n, (double)lat[0] / 1e3,
-	     bench_pct_sorted(lat, (size_t)n, 90) / 1e3);
+	           bench_pct_sorted(lat, (size_t)n, 90) / 1e3);
 out:
 	lk_lock_close(lk);
 	free(lat);
@@ -873,9 +875,11 @@ static int bench_cli(struct bench *b)
 	qsort(lc, (size_t)n, sizeof(*lc), bench_cmp_i64);
 	qsort(fl, (size_t)n, sizeof(*fl), bench_cmp_i64);
 	add_row(b, "4. lockctl run vs flock(1), median", bench_median_sorted(lc, (size_t)n),
-		bench_median_sorted(fl, (size_t)n), BENCH_GOAL_RATIO, 1.1);
-	bench_note(&b->t, "4: %d runs per command; p90 lockctl %.2f ms, flock %.2f ms; lockctl is %s", n,
-	     bench_pct_sorted(lc, (size_t)n, 90) / 1e6, bench_pct_sorted(fl, (size_t)n, 90) / 1e6, b->lockctl);
+	        bench_median_sorted(fl, (size_t)n), BENCH_GOAL_RATIO, 1.1);
+	bench_note(&b->t,
+	           "4: %d runs per command; p90 lockctl %.2f ms, flock %.2f ms; lockctl is %s", n,
+	           bench_pct_sorted(lc, (size_t)n, 90) / 1e6,
+	           bench_pct_sorted(fl, (size_t)n, 90) / 1e6, b->lockctl);
 out:
 	free(lc);
 	free(fl);
@@ -956,7 +960,8 @@ static void print_json(const struct bench *b, int quick)
 		if (r->goal == BENCH_GOAL_NONE)
 			printf(", \"ok\": null}");
 		else
-			printf(", \"ok\": %s}", strcmp(bench_verdict(&layout, r), "ok") ? "false" : "true");
+			printf(", \"ok\": %s}",
+			       strcmp(bench_verdict(&layout, r), "ok") ? "false" : "true");
 	}
 	printf("\n], \"notes\": [");
 	for (int i = 0; i < b->t.nnotes; i++) {

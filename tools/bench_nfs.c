@@ -242,7 +242,8 @@ static int tally_now(struct lk_store *st, struct tally *ret)
 	int64_t n = lk__nfs_rpcs(st->bs);
 
 	if (n < 0)
-		return bench_fail((int)n, "cannot read the segment count of the store's connection");
+		return bench_fail((int)n,
+		                  "cannot read the segment count of the store's connection");
 	ret->rpcs = (int64_t)lk__nfs_calls(st->bs);
 	ret->calls = (uint64_t)n;
 	return 0;
@@ -347,8 +348,8 @@ static int bench_prims(struct bench *b)
 		if (r < 0)                                                                         \
 			break;                                                                     \
 		if (!(ok)) {                                                                       \
-			r = bench_fail(pr_ < 0 ? pr_ : 0, "backend %s on %s gave %d %s", label, dir,     \
-			         pr_, err.msg);                                                    \
+			r = bench_fail(pr_ < 0 ? pr_ : 0, "backend %s on %s gave %d %s", label,    \
+			               dir, pr_, err.msg);                                         \
 			break;                                                                     \
 		}                                                                                  \
 		p[np].what = label;                                                                \
@@ -391,11 +392,11 @@ static int bench_prims(struct bench *b)
 	 * record cost nothing.
 	 */
 	bench_note(&b->t,
-	     "1: handles kept: entry of a known lock directory %lld RPC, open_record of the "
-	     "record just written %lld; a stat is one LOOKUP in the kept directory handle (%lld), "
-	     "write_new a GUARDED CREATE and one FILE_SYNC WRITE, no COMMIT (%lld)",
-	     (long long)p[2].rpcs, (long long)p[10].rpcs, (long long)p[4].rpcs,
-	     (long long)p[1].rpcs);
+	           "1: handles kept: entry of a known lock directory %lld RPC, open_record of the "
+	           "record just written %lld; a stat is one LOOKUP in the kept directory handle "
+	           "(%lld), write_new a GUARDED CREATE and one FILE_SYNC WRITE, no COMMIT (%lld)",
+	           (long long)p[2].rpcs, (long long)p[10].rpcs, (long long)p[4].rpcs,
+	           (long long)p[1].rpcs);
 	return 0;
 }
 
@@ -449,8 +450,9 @@ static int bench_rpcs(struct bench *b)
 			if (r < 0)
 				r = bench_fail(r, "lk_lock_status: %s", lk_store_errmsg(b->st));
 			else if (!s.held)
-				r = bench_fail(0,
-				         "lk_lock_status says free while another client holds it");
+				r = bench_fail(
+					0,
+					"lk_lock_status says free while another client holds it");
 		}
 		if (r == 0)
 			r = tally_now(b->st, &t1);
@@ -488,25 +490,28 @@ static int bench_rpcs(struct bench *b)
 	b->own_acq_rpcs = avg_rpcs(&own);
 	add_row(b, "1. RPCs: acquire after another's release", U_RPC, avg_rpcs(&other), -1,
 	        BENCH_GOAL_ABS, 6);
-	add_row(b, "   RPCs: acquire by a fresh handle", U_RPC, avg_rpcs(&first), -1, BENCH_GOAL_ABS, 6);
-	add_row(b, "   RPCs: acquire after own release", U_RPC, avg_rpcs(&own), -1, BENCH_GOAL_NONE, 0);
+	add_row(b, "   RPCs: acquire by a fresh handle", U_RPC, avg_rpcs(&first), -1,
+	        BENCH_GOAL_ABS, 6);
+	add_row(b, "   RPCs: acquire after own release", U_RPC, avg_rpcs(&own), -1, BENCH_GOAL_NONE,
+	        0);
 	add_row(b, "   RPCs: first acquire (creates the lock)", U_RPC, avg_rpcs(&create), -1,
 	        BENCH_GOAL_NONE, 0);
 	add_row(b, "   RPCs: renewal", U_RPC, b->renew_rpcs, -1, BENCH_GOAL_ABS, 2);
 	add_row(b, "   RPCs: release", U_RPC, avg_rpcs(&rel), -1, BENCH_GOAL_ABS, 2);
 	add_row(b, "   RPCs: lk_lock_status", U_RPC, avg_rpcs(&status), -1, BENCH_GOAL_ABS, 2);
 	bench_note(&b->t,
-	     "1: TCP data segments per operation: acquire after another's release %.1f, by a fresh "
-	     "handle %.1f, after own release %.1f, first %.1f; release %.1f; status %.1f",
-	     avg_calls(&other), avg_calls(&first), avg_calls(&own), avg_calls(&create),
-	     avg_calls(&rel), avg_calls(&status));
+	           "1: TCP data segments per operation: acquire after another's release %.1f, by a "
+	           "fresh handle %.1f, after own release %.1f, first %.1f; release %.1f; status %.1f",
+	           avg_calls(&other), avg_calls(&first), avg_calls(&own), avg_calls(&create),
+	           avg_calls(&rel), avg_calls(&status));
 	bench_note(&b->t,
-	     "1: samples: %d acquires after another's release (two stores taking turns), %d "
-	     "by fresh handles, %d after own release, %d releases, %d status calls",
-	     other.n, first.n, own.n, rel.n, status.n);
-	bench_note(&b->t, "1: the audit log is off (LOCKKIT_AUDIT=0), so these are the lease protocol's "
-		"own requests; with it on, an acquire and a release each add one WRITE of "
-		"their audit line");
+	           "1: samples: %d acquires after another's release (two stores taking turns), %d "
+	           "by fresh handles, %d after own release, %d releases, %d status calls",
+	           other.n, first.n, own.n, rel.n, status.n);
+	bench_note(&b->t,
+	           "1: the audit log is off (LOCKKIT_AUDIT=0), so these are the lease protocol's "
+	           "own requests; with it on, an acquire and a release each add one WRITE of "
+	           "their audit line");
 out:
 	lk_lock_close(a);
 	lk_lock_close(o);
@@ -580,11 +585,11 @@ static int bench_renew(struct bench *b)
 	tries = (n1 - n0) + (f1 - f0) + (l1 - l0);
 	b->renew_rpcs = (double)(t1.rpcs - t0.rpcs) / (double)tries;
 	bench_note(&b->t,
-	     "1: renewals: %llu in %d ms (TTL %d ms, every %d ms, engine %s), %.2f TCP "
-	     "segments each; %llu failed and %llu late, counted as renewals",
-	     (unsigned long long)(n1 - n0), b->p.renew_window_ms, RENEW_TTL_MS, RENEW_MS,
-	     lk_store_engine(b->st), (double)(t1.calls - t0.calls) / (double)tries,
-	     (unsigned long long)(f1 - f0), (unsigned long long)(l1 - l0));
+	           "1: renewals: %llu in %d ms (TTL %d ms, every %d ms, engine %s), %.2f TCP "
+	           "segments each; %llu failed and %llu late, counted as renewals",
+	           (unsigned long long)(n1 - n0), b->p.renew_window_ms, RENEW_TTL_MS, RENEW_MS,
+	           lk_store_engine(b->st), (double)(t1.calls - t0.calls) / (double)tries,
+	           (unsigned long long)(f1 - f0), (unsigned long long)(l1 - l0));
 out:
 	lk_lock_close(lk);
 	return r;
@@ -730,17 +735,20 @@ static int bench_latency(struct bench *b)
 		         "; for its %.1f RPCs that is %.2f GETATTR round trips "
 		         "per RPC",
 		         b->own_acq_rpcs,
-		         bench_median_sorted(acq, na) / bench_median_sorted(ga, ngt) / b->own_acq_rpcs);
+		         bench_median_sorted(acq, na) / bench_median_sorted(ga, ngt) /
+		                 b->own_acq_rpcs);
 	else
 		ratio[0] = 0;
-	bench_note(&b->t,
-	     "2: %zu acquire+release cycles (same handle, so acquire after own release) and "
-	     "%zu GETATTRs in %d alternating batches; baseline = median GETATTR round trip on a "
-	     "separate connection (%.2f requests per GETATTR counted there)",
-	     na, ngt, nb, segs0 >= 0 && segs1 >= 0 ? (double)(segs1 - segs0) / (double)ngt : -1.0);
+	bench_note(
+		&b->t,
+		"2: %zu acquire+release cycles (same handle, so acquire after own release) and "
+		"%zu GETATTRs in %d alternating batches; baseline = median GETATTR round trip on a "
+		"separate connection (%.2f requests per GETATTR counted there)",
+		na, ngt, nb,
+		segs0 >= 0 && segs1 >= 0 ? (double)(segs1 - segs0) / (double)ngt : -1.0);
 	bench_note(&b->t, "2: acquire p10 %.2f ms, p90 %.2f ms; GETATTR p10 %.1f us, p90 %.1f us%s",
-	     bench_pct_sorted(acq, na, 10) / 1e6, bench_pct_sorted(acq, na, 90) / 1e6,
-	     bench_pct_sorted(ga, ngt, 10) / 1e3, bench_pct_sorted(ga, ngt, 90) / 1e3, ratio);
+	           bench_pct_sorted(acq, na, 10) / 1e6, bench_pct_sorted(acq, na, 90) / 1e6,
+	           bench_pct_sorted(ga, ngt, 10) / 1e3, bench_pct_sorted(ga, ngt, 90) / 1e3, ratio);
 out:
 	lk_lock_close(lk);
 	if (fh)
@@ -905,7 +913,8 @@ static int failover_once(struct bench *b, struct lk_lock *lk, const char *name,
 	if (pthread_timedjoin_np(th, NULL, &dl) != 0) {
 		lk_lock_cancel(lk);
 		pthread_join(th, NULL);
-		r = bench_fail(0, "the waiter did not get the lease within 5 TTLs of the holder's death");
+		r = bench_fail(
+			0, "the waiter did not get the lease within 5 TTLs of the holder's death");
 		if (w.r == 0)
 			lk_lock_release(lk);
 		goto reap;
@@ -966,15 +975,15 @@ static int bench_failover(struct bench *b)
 	qsort(lat, (size_t)n, sizeof(*lat), bench_cmp_i64);
 	ttl = (double)lp.ttl_ms * 1e6;
 	bound = 1.0 + lp.rho_ppm / 1e6 + 2.0 * (double)poll_ns / ttl;
-	add_row(b, "3. failover after SIGKILL, median", U_TIME, bench_median_sorted(lat, (size_t)n), ttl,
-	        BENCH_GOAL_RATIO, 1.15);
-	add_row(b, "   failover after SIGKILL, max", U_TIME, (double)lat[n - 1], ttl, BENCH_GOAL_RATIO,
-	        bound);
+	add_row(b, "3. failover after SIGKILL, median", U_TIME, bench_median_sorted(lat, (size_t)n),
+	        ttl, BENCH_GOAL_RATIO, 1.15);
+	add_row(b, "   failover after SIGKILL, max", U_TIME, (double)lat[n - 1], ttl,
+	        BENCH_GOAL_RATIO, bound);
 	bench_note(&b->t,
-	     "3: %d runs; baseline = TTL %llu ms (renewal every %llu ms, rho %u ppm, waiter "
-	     "polls every %lld ms); min %.3f s; max bound (1+rho) + 2 polls/TTL = %.2f",
-	     n, (unsigned long long)lp.ttl_ms, (unsigned long long)lp.renew_ms, lp.rho_ppm,
-	     (long long)(poll_ns / 1000000), (double)lat[0] / 1e9, bound);
+	           "3: %d runs; baseline = TTL %llu ms (renewal every %llu ms, rho %u ppm, waiter "
+	           "polls every %lld ms); min %.3f s; max bound (1+rho) + 2 polls/TTL = %.2f",
+	           n, (unsigned long long)lp.ttl_ms, (unsigned long long)lp.renew_ms, lp.rho_ppm,
+	           (long long)(poll_ns / 1000000), (double)lat[0] / 1e9, bound);
 out:
 	lk_lock_close(lk);
 	lk_store_close(st);
@@ -1149,7 +1158,8 @@ static int run_script(const struct server *sv, const char *cmd, char *out, size_
 			return bench_fail(-errno, "waitpid");
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return bench_fail(0, "%s %s %s failed (status 0x%x)", sv->script, cmd, sv->state, status);
+		return bench_fail(0, "%s %s %s failed (status 0x%x)", sv->script, cmd, sv->state,
+		                  status);
 	return 0;
 }
 

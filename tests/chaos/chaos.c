@@ -445,6 +445,9 @@ static int worker_main(const struct config *c, int w)
 			 * for a TTL within one acquire call: keep calls long */
 			r = lk_lock_acquire(
 				lk, c->mode == LK_MODE_LEASE ? (int64_t)c->ttl_ms * 2 + 500 : 300);
+			/* a worker whose clock was stepped while it waited may
+			 * never get the lock again before the run ends */
+			record_clock_view(me);
 			if (r == -ETIMEDOUT)
 				continue;
 			if (r == -EIO && atomic_load(&me->pauses) != pause0) {
