@@ -490,7 +490,7 @@ static int write_line(struct lk__audit *a, const struct ev *e)
 {
 	const struct lk_backend *be = a->st->be;
 	char line[LK_AUDIT_LINE_MAX + 8], path[sizeof(LK_AUDIT_DIR) + 160];
-	struct lk_err err = {""};
+	struct lk_err err = {0};
 	size_t len;
 	int64_t now = lk__realtime_ns();
 	int r = -EIO;
@@ -1104,7 +1104,7 @@ int lk__audit_scan(struct lk_store *st, lk__audit_fn fn, void *userdata, struct 
 	for (size_t i = 0; i < l.n && r == 0; i++) {
 		struct lk__audit_item it = {.file = l.v[i]};
 		char path[sizeof(LK_AUDIT_DIR) + LK_NAME_MAX + 2];
-		struct lk_err ferr = {""};
+		struct lk_err ferr = {0};
 		char *data = NULL;
 		size_t len = 0, start = 0;
 		uint64_t lineno = 0;

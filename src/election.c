@@ -384,7 +384,7 @@ LK_API int lk_election_open(struct lk_store *st, const char *name,
 			    const struct lk_election_opts *opts, struct lk_election **ret)
 {
 	static const struct lk_election_opts defaults = LK_ELECTION_OPTS_INIT;
-	struct lk_err err = { "" };
+	struct lk_err err = {0};
 	struct lk_election *e;
 	int r;
 
@@ -450,7 +450,7 @@ static void leader_change(struct lk_election *e, uint64_t *seen)
 LK_API int lk_election_campaign(struct lk_election *e, const void *value, size_t len,
 				int64_t timeout_ms)
 {
-	struct lk_err err = { "" };
+	struct lk_err err = {0};
 	int64_t start, took, deadline = 0;
 	uint64_t tok, seen = UINT64_MAX;
 	int r;
@@ -733,7 +733,7 @@ static int resigned_mark(struct lk_store *st, const char *vdir, uint64_t token)
 LK_API int lk_election_leader(struct lk_store *st, const char *name, struct lk_leader *ret)
 {
 	struct lk_status s = { .size = sizeof(s) };
-	struct lk_err err = { "" };
+	struct lk_err err = {0};
 	struct lk_leader l;
 	char vdir[VDIR_MAX];
 	int r;

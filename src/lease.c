@@ -143,6 +143,18 @@ void lk__lease_close(struct lk_lock *lk)
  * Creating a lock directory
  */
 
+/*
+ * A new lock directory is born non-empty: made under a temporary name
+ * (".n.<16 hex>"), given its first generation, then renamed into place.
+ * Its first token comes from the wall clock (above twice the time in µs,
+ * like a new kernel lock file), so that a lock deleted by lockctl prune and
+ * made anew still gets higher tokens. The clock is read only once the
+ * temporary directory exists: lockctl prune removes every one it finds
+ * after its tombstone's token was issued (prune_births()), so a directory
+ * renamed into place afterwards was made after that, and its first token
+ * is above every token of the lock it replaces. A creator whose temporary
+ * directory prune removed starts again.
+ */
 int lk__lease_create_dir(struct lk_store *st, const char *name, struct lk_err *err)
 {
 	const struct lk_backend *be = st->be;
@@ -150,34 +162,37 @@ int lk__lease_create_dir(struct lk_store *st, const char *name, struct lk_err *e
 	uint8_t buf[LK_LREC_SIZE];
 	char tmp[64], path[64 + LK_GEN_NAME_LEN + 2], gname[LK_GEN_NAME_LEN + 1];
 	uint64_t id;
-	int r;
+	int r = 0;
 
-	memset(&rec, 0, sizeof(rec));
-	/* First generation: above twice the wall clock in µs, like a new kernel
-	 * lock file, so a deleted and re-created lock still gets higher tokens. */
-	rec.gen = lk__ktoken_seed(lk__realtime_ns());
-	rec.state = LK_LSTATE_RELEASED;
-	rec.wall_ns = lk__realtime_ns();
-	memcpy(rec.boot_id, st->boot_id, 16);
-	lk__label_copy(rec.host, sizeof(rec.host), st->host);
-	lk__lrec_encode(&rec, buf);
-	lk__gen_name(gname, rec.gen);
-
-	snprintf(tmp, sizeof(tmp), ".n.%016llx", (unsigned long long)lk__random64());
-	snprintf(path, sizeof(path), "%s/%s", tmp, gname);
-	r = be->mkdir(st->bs, tmp, err);
-	if (r < 0) {
-		lk__err_set(err, "cannot create lock directory %s: %s", name, strerror(-r));
-		return r;
+	for (int attempt = 0; attempt < 20; attempt++) {
+		snprintf(tmp, sizeof(tmp), ".n.%016llx", (unsigned long long)lk__random64());
+		r = be->mkdir(st->bs, tmp, err);
+		if (r < 0) {
+			lk__err_set(err, "cannot create lock directory %s: %s", name, strerror(-r));
+			return r;
+		}
+		memset(&rec, 0, sizeof(rec));
+		rec.gen = lk__ktoken_seed(lk__realtime_ns());
+		rec.state = LK_LSTATE_RELEASED;
+		rec.wall_ns = lk__realtime_ns();
+		memcpy(rec.boot_id, st->boot_id, 16);
+		lk__label_copy(rec.host, sizeof(rec.host), st->host);
+		lk__lrec_encode(&rec, buf);
+		lk__gen_name(gname, rec.gen);
+		snprintf(path, sizeof(path), "%s/%s", tmp, gname);
+		r = be->write_new(st->bs, path, buf, sizeof(buf), &id, err);
+		if (r == 0) {
+			r = be->rename(st->bs, tmp, name, err);
+			if (r == 0)
+				return 0;
+		}
+		be->unlink(st->bs, path, NULL);
+		be->rmdir(st->bs, tmp, NULL);
+		if (r != -ENOENT)
+			break;
+		/* a prune removed the temporary directory: start again */
+		err->msg[0] = 0;
 	}
-	r = be->write_new(st->bs, path, buf, sizeof(buf), &id, err);
-	if (r == 0) {
-		r = be->rename(st->bs, tmp, name, err);
-		if (r == 0)
-			return 0;
-	}
-	be->unlink(st->bs, path, NULL);
-	be->rmdir(st->bs, tmp, NULL);
 	if (r == -EEXIST && be->entry(st->bs, name, NULL) == LK_ENTRY_KERNEL)
 		r = -ENOTDIR; /* RENAME_NOREPLACE says EEXIST for a file too */
 	if (r == -EEXIST)
@@ -206,6 +221,7 @@ static int collect_old(const char *name, void *userdata);
 
 struct obs {
 	int found;      /* a newest generation exists */
+	int empty;      /* -EBADMSG: the directory stayed without any generation */
 	int probed;     /* found by probing from a remembered generation, not a listing */
 	uint64_t gen;
 	int valid;      /* its record decoded */
@@ -306,9 +322,11 @@ again:
 				nanosleep(&ts, NULL);
 				goto again;
 			}
+			o->empty = 1;
 			lk__err_set(err,
-				    "lock directory %s has no generation records; it was damaged "
-				    "from outside and needs an administrator",
+				    "lock directory %s has no generation records (a lockctl "
+				    "prune that was interrupted, or damage from outside); "
+				    "lockctl prune removes it",
 				    l->dir);
 			return -EBADMSG;
 		}
@@ -705,6 +723,10 @@ static int64_t jitter(int64_t ns)
 	return ns / 2 + (int64_t)(lk__random64() % (uint64_t)(ns / 2 + 1));
 }
 
+/* Looks in a row that an acquire lets fail because the server did not
+ * answer, while it may still wait, before it reports the error. */
+#define MAX_SILENT_LOOKS 3
+
 int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err)
 {
 	struct lk__lease *l = lk->lease;
@@ -713,7 +735,7 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 	struct obs o;
 	int64_t t0 = lk__boottime_ns(), end = -1, backoff = ms_ns(5);
 	int64_t poll_ns = l->ttl_ns / 10;
-	int watch = -1, pidfd = -1, r, missing = 0;
+	int watch = -1, pidfd = -1, r, missing = 0, silent = 0;
 	int32_t pidfd_pid = 0;
 
 	if (poll_ns > ms_ns(1000))
@@ -748,7 +770,45 @@ int lk__lease_acquire(struct lk_lock *lk, int64_t timeout_ms, struct lk_err *err
 	for (;;) {
 		int64_t when, now, wait_until, t_submit = 0;
 
+		err->transient = 0;
 		r = observe(l, &o, err);
+		if (r < 0 && err->transient && timeout_ms != 0 && ++silent <= MAX_SILENT_LOOKS &&
+		    (end < 0 || lk__boottime_ns() < end)) {
+			/*
+			 * The server did not answer (a loaded server, a short
+			 * network cut): an acquire that may still wait looks
+			 * again after a pause, and reports the error only when
+			 * the server stays silent. Nothing was claimed.
+			 */
+			int64_t ms = jitter(poll_ns) / 1000000, left;
+			struct pollfd pfd = { l->cancel_fd, POLLIN, 0 };
+
+			if (end >= 0 && (left = (end - lk__boottime_ns()) / 1000000) < ms)
+				ms = left;
+			if (poll(&pfd, 1, (int)(ms > 0 ? ms : 0)) > 0) {
+				r = -ECANCELED;
+				goto out;
+			}
+			err->msg[0] = 0;
+			continue;
+		}
+		if (r == 0)
+			silent = 0;
+		if (r == -EBADMSG && o.empty && missing < 50) {
+			/*
+			 * A lock directory without generations has no holder,
+			 * and nobody can come to hold one in it (a claim needs a
+			 * predecessor): a prune emptied it and is slow to remove
+			 * it, or was killed before. Remove it (only if empty) and
+			 * make it anew, as the prune would have.
+			 */
+			int r2 = st->be->rmdir(st->bs, l->dir, NULL);
+
+			if (r2 == 0 || r2 == -ENOENT) {
+				err->msg[0] = 0;
+				r = -ENOENT;
+			}
+		}
 		if (r == -ENOENT && ++missing < 50) {
 			/*
 			 * The directory was there (or we just made it) and now is
@@ -1400,6 +1460,91 @@ static int prune_delete(struct lk__lease *l, struct prune_scan *ps, struct lk_er
 	return 0;
 }
 
+/* Names of lock directories in the making (lk__lease_create_dir()). */
+struct births {
+	char (*v)[20];
+	size_t n, cap;
+	int enomem;
+};
+
+static int birth_collect(const char *name, void *userdata)
+{
+	struct births *b = userdata;
+
+	if (strncmp(name, ".n.", 3) || strlen(name) != 19 ||
+	    strspn(name + 3, "0123456789abcdef") != 16)
+		return 0;
+	if (b->n == b->cap) {
+		size_t nc = b->cap ? b->cap * 2 : 8;
+		char(*nv)[20] = realloc(b->v, nc * sizeof(*nv));
+
+		if (!nv) {
+			b->enomem = 1;
+			return 1;
+		}
+		b->v = nv;
+		b->cap = nc;
+	}
+	memcpy(b->v[b->n++], name, 20);
+	return 0;
+}
+
+struct birth_ents {
+	const struct lk_backend *be;
+	struct lk_bstore *bs;
+	const char *dir;
+};
+
+static int birth_unlink(const char *name, void *userdata)
+{
+	struct birth_ents *e = userdata;
+	char path[64 + LK_NAME_MAX + 2];
+
+	snprintf(path, sizeof(path), "%s/%s", e->dir, name);
+	e->be->unlink(e->bs, path, NULL);
+	return 0;
+}
+
+/*
+ * Remove every lock directory in the making, of any lock: a creator that
+ * read the clock before this prune's tombstone was claimed must not rename
+ * its directory into place after the prune, with a first token below the
+ * tombstone's. It finds its temporary directory gone and starts again
+ * (lk__lease_create_dir()); one that began after this listing read the
+ * clock after the tombstone's token was issued.
+ */
+static int prune_births(struct lk_store *st, struct lk_err *err)
+{
+	const struct lk_backend *be = st->be;
+	struct births b = { 0 };
+	int r = be->readdir(st->bs, "", birth_collect, &b, err);
+
+	if (b.enomem)
+		r = -ENOMEM;
+	for (size_t i = 0; r == 0 && i < b.n; i++) {
+		struct birth_ents e = { be, st->bs, b.v[i] };
+
+		for (int attempt = 0;; attempt++) {
+			int rd = be->readdir(st->bs, b.v[i], birth_unlink, &e, NULL);
+
+			if (rd == -ENOENT)
+				break; /* renamed into place, or given up */
+			rd = be->rmdir(st->bs, b.v[i], NULL);
+			if (rd == 0 || rd == -ENOENT)
+				break;
+			if ((rd != -ENOTEMPTY && rd != -EEXIST) || attempt >= 50) {
+				lk__err_set(err, "cannot remove lock directory in the making %s: %s",
+					    b.v[i], strerror(-rd));
+				r = rd;
+				break;
+			}
+			admin_pause();
+		}
+	}
+	free(b.v);
+	return r;
+}
+
 int lk__lease_prune(struct lk_store *st, const char *name, const char *label,
 		    int64_t older_than_ms, unsigned flags, struct lk__prune_res *ret,
 		    struct lk_err *err)
@@ -1495,6 +1640,9 @@ int lk__lease_prune(struct lk_store *st, const char *name, const char *label,
 	}
 	ret->token = rec.gen;
 	ps.tomb = rec.gen;
+	r = prune_births(st, err);
+	if (r < 0)
+		goto give_back;
 	r = prune_list(&l, &ps, err);
 	if (r == 0 && ps.foreign[0]) {
 		lk__msg_set(ret->why, sizeof(ret->why), "holds %s, which lockkit did not make",

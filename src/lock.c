@@ -44,7 +44,7 @@ LK_API int lk_lock_open(struct lk_store *st, const char *name, const struct lk_l
 			struct lk_lock **ret)
 {
 	static const struct lk_lock_opts defaults = LK_LOCK_OPTS_INIT;
-	struct lk_err err = { "" };
+	struct lk_err err = {0};
 	struct lk_lock *lk = NULL;
 	enum lk_mode mode;
 	int r, entry;

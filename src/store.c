@@ -64,7 +64,7 @@ LK_API int lk_store_open_err(const char *url, const struct lk_store_opts *opts,
 	struct lk__url_buf *u = NULL;
 	const struct lk_backend *be = NULL;
 	struct lk_store *st = NULL;
-	struct lk_err err = { "" };
+	struct lk_err err = {0};
 	int r;
 
 	if (!ret) {
@@ -196,7 +196,7 @@ static void store_fail(struct lk_store *st, const struct lk_err *e, int r)
 
 LK_API int lk_lock_status(struct lk_store *st, const char *name, struct lk_status *ret)
 {
-	struct lk_err err = { "" };
+	struct lk_err err = {0};
 	struct lk_status s;
 	int r;
 
@@ -276,7 +276,7 @@ static int cmp_names(const void *a, const void *b)
 
 LK_API int lk_store_list(struct lk_store *st, lk_list_fn fn, void *userdata)
 {
-	struct lk_err err = { "" };
+	struct lk_err err = {0};
 	struct name_list l = { 0 };
 	int r;
 

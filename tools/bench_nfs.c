@@ -318,7 +318,7 @@ static int bench_prims(struct bench *b)
 	const struct lk_backend *be = b->st->be;
 	struct lk_bstore *bs = b->st->bs;
 	struct prim p[16];
-	struct lk_err err = {""};
+	struct lk_err err = {0};
 	struct lk_bfile *f = NULL;
 	uint8_t buf[LK_LREC_SIZE + 1];
 	char dir[LK_NAME_MAX + 1], rec[LK_NAME_MAX + 32], lnk[LK_NAME_MAX + 32];

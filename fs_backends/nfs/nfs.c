@@ -148,6 +148,7 @@ struct nfs_bfile {
 	struct fh fh;
 	struct fh dirfh; /* its lock directory, for the renewals' probes */
 	char dir[LK_NAME_MAX + 1];
+	char name[LK_NAME_MAX + 1]; /* for error messages */
 };
 
 /* A renewal the engine asked for: a FILE_SYNC write and a LOOKUP. */
@@ -702,6 +703,8 @@ static int fail_with(struct nfs_store *ns, int r, struct lk_err *err, const char
 {
 	if (r >= 0 || r == -ENOENT || r == -EEXIST)
 		return r;
+	if (err && (r == -ETIMEDOUT || r == -ENOTCONN))
+		err->transient = 1;
 	if (err) {
 		const char *why = r == -ETIMEDOUT ? "the server did not answer in time"
 				  : r == -ENOTCONN ? "the connection to the server failed"
@@ -2103,6 +2106,7 @@ static int nfsb_open_record(struct lk_bstore *bs, const char *dir, const char *n
 	f->base.fd = -1;
 	f->base.dirfd = -1;
 	snprintf(f->dir, sizeof(f->dir), "%s", dir);
+	snprintf(f->name, sizeof(f->name), "%s", name);
 	CALL_BEGIN(ns);
 	/* usually the handles of the record just linked and of its
 	 * directory: no request */
@@ -2128,13 +2132,15 @@ static int nfsb_write_record(struct lk_bfile *bf, const void *buf, size_t len, s
 {
 	struct nfs_bfile *f = (struct nfs_bfile *)bf;
 	struct nfs_store *ns = (struct nfs_store *)bf->bs;
+	char p[2 * LK_NAME_MAX + 2];
 	int r;
 
 	if (len > NFS_MAX_IO)
 		return -EFBIG;
+	snprintf(p, sizeof(p), "%s/%s", f->dir, f->name);
 	CALL_BEGIN(ns);
 	r = write_sync(ns, &f->fh, buf, len, NULL);
-	r = fail_with(ns, r, err, "cannot write record on", "");
+	r = fail_with(ns, r, err, "cannot write record", p);
 	CALL_END(ns);
 	return r < 0 ? r : 0;
 }

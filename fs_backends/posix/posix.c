@@ -1348,9 +1348,19 @@ static int posix_readdir(struct lk_bstore *bs, const char *path, lk_list_fn fn, 
 	DIR *d;
 	int fd, r = 0;
 
-	fd = lockdir_open(ps, path, err);
-	if (fd < 0)
-		return fd;
+	if (!path[0]) {
+		/* the store itself: lockkit's own entries in the making too */
+		fd = SYS.openat(ps->dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+		if (fd < 0) {
+			r = -errno;
+			lk__err_set(err, "cannot list store %s: %s", ps->path, strerror(-r));
+			return r;
+		}
+	} else {
+		fd = lockdir_open(ps, path, err);
+		if (fd < 0)
+			return fd;
+	}
 	d = fdopendir(fd);
 	if (!d) {
 		r = -errno;

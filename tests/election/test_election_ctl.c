@@ -46,7 +46,7 @@ static char url[PATH_MAX], dir[PATH_MAX];
 
 static pid_t candidate(int idx, const char *mode_opt, const char *mode_val, int rejoin)
 {
-	char id[8], value[8], tag[16];
+	char id[16], value[16], tag[24];
 	const char *args[24];
 	int n = 0;
 

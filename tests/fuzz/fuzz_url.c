@@ -148,7 +148,7 @@ static int same_str(const char *a, const char *b)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *s = fuzz_cstr(data, size);
-	struct lk_err err = { "" }, err2 = { "" };
+	struct lk_err err = {0}, err2 = {0};
 	const char *sep, *rest;
 	size_t n = strlen(s);
 	int r, r2;
@@ -234,7 +234,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_CHECK(!ub1.url.query, "nfs query without '?'");
 #ifdef LK_HAVE_NFS
 		{
-			struct lk_err aerr = { "" };
+			struct lk_err aerr = {0};
 			int ra = lk__nfs_check_args(ub1.url.query, &aerr);
 
 			if (nfs_args_ok(ub1.url.query)) {

@@ -147,6 +147,54 @@ static void test_prune_lease(void **state)
 	tc_unhold(h);
 }
 
+/*
+ * A creator that read the clock for a lock directory's first token and was
+ * paused before renaming the directory into place must not bring the lock
+ * back with lower tokens after a prune removed a newer incarnation of it.
+ */
+static void test_prune_paused_creator(void **state)
+{
+	struct tc *t = *state;
+	struct lk_status s = {.size = sizeof(s)};
+	struct lk_store *st = store_open(t);
+	struct lk_err e = {0};
+	char from[2 * TC_DIR_MAX], to[2 * TC_DIR_MAX];
+	uint64_t birth_token, used_token;
+
+	/* the paused creator's directory: made, then moved to its temporary
+	 * name, as if its rename had not been sent yet */
+	assert_int_equal(lk__lease_create_dir(st, "seed", &e), 0);
+	assert_int_equal(lk_lock_status(st, "seed", &s), 0);
+	birth_token = s.token;
+	snprintf(from, sizeof(from), "%s/seed", t->store);
+	snprintf(to, sizeof(to), "%s/.n.00000000deadbeef", t->store);
+	assert_int_equal(rename(from, to), 0);
+	tc_sleep_ms(5);
+
+	/* meanwhile the lock is made by someone else, used, and pruned */
+	assert_int_equal(tc_run(t, "r1", TC_ARGV("run", "--ttl=2s", "p", "--", "true")), 0);
+	memset(&s, 0, sizeof(s));
+	s.size = sizeof(s);
+	assert_int_equal(lk_lock_status(st, "p", &s), 0);
+	used_token = s.token;
+	assert_true(used_token > birth_token);
+	assert_int_equal(tc_run(t, "pr", TC_ARGV("prune")), 0);
+	assert_false(entry_exists(t, "p"));
+
+	/* the creator resumes: its directory is gone, so its rename fails and
+	 * it would start again with a fresh clock reading */
+	assert_false(entry_exists(t, ".n.00000000deadbeef"));
+	snprintf(from, sizeof(from), "%s/p", t->store);
+	assert_int_equal(rename(to, from), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(tc_run(t, "r2", TC_ARGV("run", "--ttl=2s", "p", "--", "true")), 0);
+	memset(&s, 0, sizeof(s));
+	s.size = sizeof(s);
+	assert_int_equal(lk_lock_status(st, "p", &s), 0);
+	assert_true(s.token > used_token);
+	lk_store_close(st);
+}
+
 static void test_prune_older_than(void **state)
 {
 	struct tc *t = *state;
@@ -450,7 +498,7 @@ static void race(struct tc *t, const char *name, enum lk_mode mode, int ms)
 	t0 = tc_now_ms();
 	while (tc_now_ms() - t0 < ms) {
 		struct lk__prune_res res;
-		struct lk_err err = {""};
+		struct lk_err err = {0};
 		int r = lk__lock_prune(st, name, "test: prune", -1, 0, &res, &err);
 
 		if (r < 0) {
@@ -606,6 +654,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_prune_kernel, tc_setup, tc_teardown),
 		cmocka_unit_test_setup_teardown(test_prune_lease, tc_setup, tc_teardown),
+		cmocka_unit_test_setup_teardown(test_prune_paused_creator, tc_setup, tc_teardown),
 		cmocka_unit_test_setup_teardown(test_prune_older_than, tc_setup, tc_teardown),
 		cmocka_unit_test_setup_teardown(test_prune_dead_and_broken, tc_setup, tc_teardown),
 		cmocka_unit_test_setup_teardown(test_prune_stale_handle, tc_setup, tc_teardown),

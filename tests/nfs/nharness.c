@@ -232,7 +232,10 @@ int nh_teardown(void **state)
 	for (int i = 0; i < MAX_DIRS; i++) {
 		if (!dirs[i])
 			continue;
-		nftw(dirs[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		if (getenv("LK_TEST_KEEP")) /* kept for a look after a failure */
+			fprintf(stderr, "kept %s\n", dirs[i]);
+		else
+			nftw(dirs[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 		free(dirs[i]);
 		dirs[i] = NULL;
 	}

@@ -208,7 +208,7 @@ static void test_prune_race(void **state)
 	t0 = nh_boot_ns();
 	while (nh_boot_ns() - t0 < 4000000000LL) {
 		struct lk__prune_res res;
-		struct lk_err e = {""};
+		struct lk_err e = {0};
 		int r = lk__lock_prune(st, "race", "test: prune", -1, 0, &res, &e);
 
 		if (r < 0) {

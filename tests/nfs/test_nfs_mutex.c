@@ -422,7 +422,7 @@ static int add_name(const char *name, void *userdata)
 static void show_listings(uint64_t n)
 {
 	char name[32], path[PATH_MAX + 64], disk[4096] = "", seen[4096] = "";
-	struct lk_err e = {""};
+	struct lk_err e = {0};
 	struct lk_store *st;
 	struct dirent *de;
 	DIR *d;

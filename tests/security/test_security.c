@@ -509,7 +509,7 @@ static void test_traversal_names(void **state)
 	struct lk_status s = {.size = sizeof(s)};
 	struct lk_store *st;
 	struct lk_lock *lk = NULL;
-	struct lk_err e = {""};
+	struct lk_err e = {0};
 	struct lk_bklock *bk = NULL;
 	struct lk_bfile *bf = NULL;
 	uint64_t id;

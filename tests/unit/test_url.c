@@ -23,7 +23,7 @@ static struct lk__url_buf ub;
 
 static void expect_path(const char *in, const char *path)
 {
-	struct lk_err err = { "" };
+	struct lk_err err = {0};
 	int r;
 
 	memset(&ub, 0x5a, sizeof(ub));
@@ -41,7 +41,7 @@ static void expect_path(const char *in, const char *path)
 
 static void expect_error(const char *in, int code)
 {
-	struct lk_err err = { "" };
+	struct lk_err err = {0};
 	int r;
 
 	r = lk__url_parse(in, &ub, &err);
@@ -190,7 +190,7 @@ static void test_long_but_fitting(void **state)
 
 static void test_nfs_url(void **state)
 {
-	struct lk_err e = { "" };
+	struct lk_err e = {0};
 
 	assert_int_equal(lk__url_parse("nfs://127.0.0.1:2049/export/dir?version=3&nfsport=20490",
 				       &ub, &e), 0);

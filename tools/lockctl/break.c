@@ -128,7 +128,7 @@ static void print_text(const char *name, const struct lk__break_res *b)
 int cmd_break(struct ctx *c, int argc, char **argv)
 {
 	struct lk__break_res b;
-	struct lk_err err = {""};
+	struct lk_err err = {0};
 	struct lk_store *st = NULL;
 	const char *name = NULL, *reason = NULL;
 	char label[512]; /* cut to LK_OWNER_MAX at a character boundary by the library */

@@ -347,7 +347,7 @@ static void check_nfs_store(struct doc *d, const char *url)
 {
 	struct lk_store_opts o = LK_STORE_OPTS_INIT;
 	struct lk_store *st = NULL;
-	struct lk_err err = { { 0 } };
+	struct lk_err err = {0};
 	char msg[256], path[64];
 	int64_t rtt[7];
 	uint64_t fid;
@@ -486,7 +486,7 @@ static void check_clocks(struct doc *d)
 int cmd_doctor(struct ctx *c, int argc, char **argv)
 {
 	struct lk__url_buf u;
-	struct lk_err err = { { 0 } };
+	struct lk_err err = {0};
 	struct doc d = { 0 };
 	int r;
 

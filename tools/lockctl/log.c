@@ -189,7 +189,7 @@ int cmd_log(struct ctx *c, int argc, char **argv)
 {
 	struct logst s = {0};
 	struct lk_store *st = NULL;
-	struct lk_err err = {""};
+	struct lk_err err = {0};
 	int rc, r;
 
 	s.since_ns = INT64_MIN;

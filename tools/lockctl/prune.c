@@ -148,7 +148,7 @@ int cmd_prune(struct ctx *c, int argc, char **argv)
 	}
 	for (size_t i = 0; i < ns.n; i++) {
 		struct lk__prune_res p;
-		struct lk_err err = {""};
+		struct lk_err err = {0};
 
 		r = lk__lock_prune(st, ns.v[i], label, older, flags, &p, &err);
 		if (r < 0) {

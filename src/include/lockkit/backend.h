@@ -36,6 +36,11 @@ extern "C" {
 
 struct lk_err {
 	char msg[256];
+	/* Set by a backend along with an error when the storage did not answer
+	 * (a timeout, a lost connection): the same call may succeed if tried
+	 * again. The core clears it before the calls where it looks. Declare
+	 * one as struct lk_err e = {0}. */
+	int transient;
 };
 
 /* What a holder writes about itself into a lock's record. */
@@ -152,7 +157,8 @@ struct lk_backend {
 	/* 0 and the file id if path exists, -ENOENT if not. */
 	int (*stat)(struct lk_bstore *bs, const char *path, uint64_t *ret_fileid,
 		    struct lk_err *err);
-	/* Call fn for every entry of directory path except "." and "..". */
+	/* Call fn for every entry of directory path except "." and "..";
+	 * path "" is the store's own directory, every entry unfiltered. */
 	int (*readdir)(struct lk_bstore *bs, const char *path, lk_list_fn fn, void *userdata,
 		       struct lk_err *err);
 	int (*open_record)(struct lk_bstore *bs, const char *dir, const char *name,
