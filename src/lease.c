@@ -1015,7 +1015,25 @@ int lk__lease_release(struct lk_lock *lk, struct lk_err *err)
 		l->rec.state = LK_LSTATE_RELEASED;
 		l->rec.wall_ns = lk__realtime_ns();
 		lk__lrec_encode(&l->rec, l->wbuf);
-		r = st->be->write_record(l->f, l->wbuf, sizeof(l->wbuf), err);
+		for (int attempt = 0;; attempt++) {
+			err->transient = 0;
+			r = st->be->write_record(l->f, l->wbuf, sizeof(l->wbuf), err);
+			/*
+			 * The server did not answer: try again while the lease
+			 * lasts (twice more at most), or waiters wait out T.
+			 * Writing RELEASED late is harmless: a newer generation
+			 * makes this one old whatever it says.
+			 */
+			if (r == 0 || !err->transient || attempt >= 2 ||
+			    lk__boottime_ns() >= atomic_load(&l->deadline_ns))
+				break;
+			{
+				struct timespec ts = { 0, 10000000 + (long)(lk__random64() % 20000000) };
+
+				nanosleep(&ts, NULL);
+			}
+			err->msg[0] = 0;
+		}
 	} else {
 		lk__err_set(err, "lease %s was lost before release (%s)", l->dir,
 			    lk_strerror(atomic_load(&l->lost) ? atomic_load(&l->lost) : -ETIMEDOUT));

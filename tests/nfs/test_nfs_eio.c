@@ -84,6 +84,19 @@ static int fault(int which)
 	return calls[which] == nth || (lasting && calls[which] > nth);
 }
 
+/* The error the armed call returns: EIO, flagged as the server not
+ * answering when as_timeout is set (what the backend says of a timeout). */
+static int as_timeout;
+
+static int eio(struct lk_err *err)
+{
+	if (as_timeout && err) {
+		snprintf(err->msg, sizeof(err->msg), "injected: the server did not answer in time");
+		err->transient = 1;
+	}
+	return -EIO;
+}
+
 static void arm(int which, int n, int pers)
 {
 	memset(calls, 0, sizeof(calls));
@@ -100,71 +113,71 @@ static void disarm(void)
 
 static int w_list(struct lk_bstore *bs, lk_list_fn fn, void *ud, struct lk_err *err)
 {
-	return fault(O_LIST) ? -EIO : real->list(bs, fn, ud, err);
+	return fault(O_LIST) ? eio(err) : real->list(bs, fn, ud, err);
 }
 
 static int w_entry(struct lk_bstore *bs, const char *name, struct lk_err *err)
 {
-	return fault(O_ENTRY) ? -EIO : real->entry(bs, name, err);
+	return fault(O_ENTRY) ? eio(err) : real->entry(bs, name, err);
 }
 
 static int w_mkdir(struct lk_bstore *bs, const char *path, struct lk_err *err)
 {
-	return fault(O_MKDIR) ? -EIO : real->mkdir(bs, path, err);
+	return fault(O_MKDIR) ? eio(err) : real->mkdir(bs, path, err);
 }
 
 static int w_rmdir(struct lk_bstore *bs, const char *path, struct lk_err *err)
 {
-	return fault(O_RMDIR) ? -EIO : real->rmdir(bs, path, err);
+	return fault(O_RMDIR) ? eio(err) : real->rmdir(bs, path, err);
 }
 
 static int w_write_new(struct lk_bstore *bs, const char *path, const void *buf, size_t len,
                        uint64_t *ret_fileid, struct lk_err *err)
 {
-	return fault(O_WRITE_NEW) ? -EIO : real->write_new(bs, path, buf, len, ret_fileid, err);
+	return fault(O_WRITE_NEW) ? eio(err) : real->write_new(bs, path, buf, len, ret_fileid, err);
 }
 
 static int w_link(struct lk_bstore *bs, const char *from, const char *to, struct lk_err *err)
 {
-	return fault(O_LINK) ? -EIO : real->link(bs, from, to, err);
+	return fault(O_LINK) ? eio(err) : real->link(bs, from, to, err);
 }
 
 static int w_rename(struct lk_bstore *bs, const char *from, const char *to, struct lk_err *err)
 {
-	return fault(O_RENAME) ? -EIO : real->rename(bs, from, to, err);
+	return fault(O_RENAME) ? eio(err) : real->rename(bs, from, to, err);
 }
 
 static int w_unlink(struct lk_bstore *bs, const char *path, struct lk_err *err)
 {
-	return fault(O_UNLINK) ? -EIO : real->unlink(bs, path, err);
+	return fault(O_UNLINK) ? eio(err) : real->unlink(bs, path, err);
 }
 
 static int w_read(struct lk_bstore *bs, const char *path, void *buf, size_t len,
                   uint64_t *ret_fileid, struct lk_err *err)
 {
-	return fault(O_READ) ? -EIO : real->read(bs, path, buf, len, ret_fileid, err);
+	return fault(O_READ) ? eio(err) : real->read(bs, path, buf, len, ret_fileid, err);
 }
 
 static int w_stat(struct lk_bstore *bs, const char *path, uint64_t *ret_fileid, struct lk_err *err)
 {
-	return fault(O_STAT) ? -EIO : real->stat(bs, path, ret_fileid, err);
+	return fault(O_STAT) ? eio(err) : real->stat(bs, path, ret_fileid, err);
 }
 
 static int w_readdir(struct lk_bstore *bs, const char *path, lk_list_fn fn, void *ud,
                      struct lk_err *err)
 {
-	return fault(O_READDIR) ? -EIO : real->readdir(bs, path, fn, ud, err);
+	return fault(O_READDIR) ? eio(err) : real->readdir(bs, path, fn, ud, err);
 }
 
 static int w_open_record(struct lk_bstore *bs, const char *dir, const char *name,
                          struct lk_bfile **ret, struct lk_err *err)
 {
-	return fault(O_OPEN_RECORD) ? -EIO : real->open_record(bs, dir, name, ret, err);
+	return fault(O_OPEN_RECORD) ? eio(err) : real->open_record(bs, dir, name, ret, err);
 }
 
 static int w_write_record(struct lk_bfile *f, const void *buf, size_t len, struct lk_err *err)
 {
-	return fault(O_WRITE_RECORD) ? -EIO : real->write_record(f, buf, len, err);
+	return fault(O_WRITE_RECORD) ? eio(err) : real->write_record(f, buf, len, err);
 }
 
 /* Open the store at url and put the wrapped operations under it. */
@@ -430,12 +443,71 @@ static void test_free_lasting(void **state)
 	sweep_free(rel, 1);
 }
 
+/*
+ * The server not answering (a timeout, flagged transient by the backend):
+ * an acquire that may still wait looks again, up to 3 times in a row, and a
+ * release write is tried again, so that waiters need not wait out T.
+ */
+static void test_server_silent(void **state)
+{
+	char local[PATH_MAX], rel[PATH_MAX], url[PATH_MAX + 512];
+	struct lk_store *st;
+	struct lk_lock *lk, *lk2;
+	uint64_t t1;
+
+	(void)state;
+	nh_scratch("silent", local, sizeof(local), rel, sizeof(rel));
+	nh_url(url, sizeof(url), rel, NULL);
+	st = open_wrapped(url);
+	lk = nh_lease_open(st, "s", TTL_MS, NULL);
+	lk2 = nh_lease_open(st, "s", TTL_MS, NULL);
+	assert_int_equal(lk_lock_acquire(lk, 0), 0);
+	t1 = lk_lock_token(lk);
+	assert_int_equal(lk_lock_release(lk), 0);
+	as_timeout = 1;
+
+	/* one silent look: reported when the acquire may not wait, looked
+	 * again when it may */
+	arm(O_READDIR, 1, 0);
+	assert_int_equal(lk_lock_acquire(lk, 0), -EIO);
+	assert_non_null(strstr(lk_lock_errmsg(lk), "did not answer"));
+	arm(O_READDIR, 1, 0);
+	assert_int_equal(lk_lock_acquire(lk, 5000), 0);
+	assert_true(calls[O_READDIR] >= 2);
+	disarm();
+	assert_true(lk_lock_token(lk) > t1);
+
+	/* a silent release write is tried again: the lock is free at once */
+	arm(O_WRITE_RECORD, 1, 0);
+	assert_int_equal(lk_lock_release(lk), 0);
+	assert_int_equal(calls[O_WRITE_RECORD], 2);
+	disarm();
+	assert_int_equal(lk_lock_acquire(lk2, 0), 0);
+	t1 = lk_lock_token(lk2);
+	assert_int_equal(lk_lock_release(lk2), 0);
+
+	/* silent for good: reported after the first look and 3 more */
+	arm(O_READDIR, 1, 1);
+	assert_int_equal(lk_lock_acquire(lk, 5000), -EIO);
+	assert_int_equal(calls[O_READDIR], 4);
+	assert_non_null(strstr(lk_lock_errmsg(lk), "did not answer"));
+	disarm();
+	as_timeout = 0;
+	assert_int_equal(lk_lock_acquire(lk, 0), 0);
+	assert_true(lk_lock_token(lk) > t1);
+	assert_int_equal(lk_lock_release(lk), 0);
+	lk_lock_close(lk2);
+	lk_lock_close(lk);
+	lk_store_close(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_held_elsewhere, nh_teardown),
 		cmocka_unit_test_teardown(test_free_transient, nh_teardown),
 		cmocka_unit_test_teardown(test_free_lasting, nh_teardown),
+		cmocka_unit_test_teardown(test_server_silent, nh_teardown),
 	};
 	int r;
 
