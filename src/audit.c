@@ -1010,36 +1010,6 @@ bad:
 	return -EBADMSG;
 }
 
-struct names {
-	char **v;
-	size_t n, cap;
-};
-
-static int collect_names(const char *name, void *userdata)
-{
-	struct names *l = userdata;
-
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		char **v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	l->v[l->n] = strdup(name);
-	if (!l->v[l->n])
-		return -ENOMEM;
-	l->n++;
-	return 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* The whole file, in *ret (malloc'd), its length in *ret_len. */
 static int read_whole(struct lk_store *st, const char *path, char **ret, size_t *ret_len,
                       int *ret_cut, struct lk_err *err)
@@ -1084,14 +1054,14 @@ static int read_whole(struct lk_store *st, const char *path, char **ret, size_t 
 int lk__audit_scan(struct lk_store *st, lk__audit_fn fn, void *userdata, struct lk_err *err)
 {
 	const struct lk_backend *be = st->be;
-	struct names l = {0};
+	struct lk__names l = {0};
 	int r;
 
 	if (!be->read_at || !be->readdir) {
 		lk__err_set(err, "the %s backend cannot read an audit log", be->name);
 		return -EOPNOTSUPP;
 	}
-	r = be->readdir(st->bs, LK_AUDIT_DIR, collect_names, &l, err);
+	r = be->readdir(st->bs, LK_AUDIT_DIR, lk__names_add, &l, err);
 	if (r == -ENOENT) {
 		err->msg[0] = 0;
 		r = 0;
@@ -1099,8 +1069,7 @@ int lk__audit_scan(struct lk_store *st, lk__audit_fn fn, void *userdata, struct 
 	}
 	if (r < 0)
 		goto out;
-	if (l.n > 1)
-		qsort(l.v, l.n, sizeof(*l.v), cmp_str);
+	lk__names_sort(&l);
 	for (size_t i = 0; i < l.n && r == 0; i++) {
 		struct lk__audit_item it = {.file = l.v[i]};
 		char path[sizeof(LK_AUDIT_DIR) + LK_NAME_MAX + 2];
@@ -1161,8 +1130,6 @@ int lk__audit_scan(struct lk_store *st, lk__audit_fn fn, void *userdata, struct 
 		free(data);
 	}
 out:
-	for (size_t i = 0; i < l.n; i++)
-		free(l.v[i]);
-	free(l.v);
+	lk__names_free(&l);
 	return r;
 }

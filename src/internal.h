@@ -80,6 +80,15 @@ void lk__msg_set(char *buf, size_t len, const char *fmt, ...) __attribute__((for
 size_t lk__label_len(const char *s, size_t cap);
 void lk__label_copy(char *dst, size_t cap, const char *src);
 
+/* Names gathered by a listing (an lk_list_fn), sorted by lk__names_sort(). */
+struct lk__names {
+	char **v;
+	size_t n, cap;
+};
+int lk__names_add(const char *name, void *names);
+void lk__names_sort(struct lk__names *l);
+void lk__names_free(struct lk__names *l);
+
 /* Store URL parsing: fills *ret with pointers into buf (which it owns). */
 struct lk__url_buf {
 	struct lk_url url;

@@ -244,61 +244,28 @@ fail:
 	return r;
 }
 
-struct name_list {
-	char **v;
-	size_t n, cap;
-};
-
-static int collect(const char *name, void *userdata)
-{
-	struct name_list *l = userdata;
-
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		char **v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	l->v[l->n] = strdup(name);
-	if (!l->v[l->n])
-		return -ENOMEM;
-	l->n++;
-	return 0;
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 LK_API int lk_store_list(struct lk_store *st, lk_list_fn fn, void *userdata)
 {
 	struct lk_err err = {0};
-	struct name_list l = { 0 };
+	struct lk__names l = {0};
 	int r;
 
 	if (!st || !fn)
 		return -EINVAL;
 	if (!lk__forkguard_ok(&st->fg))
 		return -ECHILD;
-	r = st->be->list(st->bs, collect, &l, &err);
+	r = st->be->list(st->bs, lk__names_add, &l, &err);
 	if (r < 0) {
 		store_fail(st, &err, r);
 		goto out;
 	}
-	if (l.n > 1)
-		qsort(l.v, l.n, sizeof(*l.v), cmp_names);
+	lk__names_sort(&l);
 	for (size_t i = 0; i < l.n; i++) {
 		r = fn(l.v[i], userdata);
 		if (r)
 			break;
 	}
 out:
-	for (size_t i = 0; i < l.n; i++)
-		free(l.v[i]);
-	free(l.v);
+	lk__names_free(&l);
 	return r;
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "eharness.h"
+#include "common/tproc.h"
 
 static char dirs[16][PATH_MAX];
 static int ndirs;
@@ -185,29 +186,8 @@ struct lk_store *eh_store_open(const char *url)
 
 void eh_spawn(struct eh_child *c, eh_child_fn fn, void *arg)
 {
-	int down[2], up[2];
-	pid_t parent = getpid();
-
-	if (pipe2(down, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0)
+	if (tp_spawn(getpid(), EH_CHILD_FAILED, -1, fn, arg, &c->pid, &c->tx, &c->rx) < 0)
 		abort();
-	fflush(NULL);
-	c->pid = fork();
-	if (c->pid < 0)
-		abort();
-	if (c->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(EH_CHILD_FAILED);
-		alarm(0);
-		close(down[1]);
-		close(up[0]);
-		fn(down[0], up[1], arg);
-		_exit(0);
-	}
-	close(down[0]);
-	close(up[1]);
-	c->tx = down[1];
-	c->rx = up[0];
 }
 
 void eh_send(int fd, uint64_t v)
@@ -221,38 +201,12 @@ void eh_send(int fd, uint64_t v)
 
 int eh_recv(int fd, uint64_t *ret, int timeout_ms)
 {
-	struct pollfd p = {fd, POLLIN, 0};
-	int r;
-
-	do
-		r = poll(&p, 1, timeout_ms);
-	while (r < 0 && errno == EINTR);
-	if (r == 0)
-		return -ETIMEDOUT;
-	if (read(fd, ret, sizeof(*ret)) != (ssize_t)sizeof(*ret))
-		return -EPIPE;
-	return 0;
+	return tp_recv(fd, ret, timeout_ms);
 }
 
 int eh_wait_pid(pid_t pid, int timeout_ms)
 {
-	int64_t end = eh_boot_ms() + timeout_ms;
-	int status;
-
-	for (;;) {
-		pid_t p = waitpid(pid, &status, WNOHANG);
-
-		if (p == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 256 + WTERMSIG(status);
-		if (p < 0)
-			return -1;
-		if (eh_boot_ms() >= end) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			return -1;
-		}
-		eh_sleep_ms(5);
-	}
+	return tp_wait_pid(pid, timeout_ms, 256);
 }
 
 static pid_t start_lockctl(const char *store, const char *out, const char *err,

@@ -36,6 +36,7 @@
 #include <cmocka.h>
 
 #include "integ.h"
+#include "common/tproc.h"
 
 #define MAX_CHILDREN 64
 #define MAX_DIRS     64
@@ -244,32 +245,7 @@ void it_send(int fd, uint64_t v)
 
 int it_recv(int fd, uint64_t *ret, int timeout_ms)
 {
-	int64_t end = it_mono_ms() + timeout_ms;
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-	size_t got = 0;
-	uint64_t v;
-
-	while (got < sizeof(v)) {
-		int64_t left = end - it_mono_ms();
-		ssize_t n;
-		int r;
-
-		if (left <= 0)
-			return -ETIMEDOUT;
-		r = poll(&p, 1, (int)left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -ETIMEDOUT;
-		n = read(fd, (char *)&v + got, sizeof(v) - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -EPIPE;
-		got += (size_t)n;
-	}
-	*ret = v;
-	return 0;
+	return tp_recv(fd, ret, timeout_ms);
 }
 
 /* Count the blocked requests on (dev, ino) in /proc/locks. */
@@ -339,8 +315,5 @@ int64_t it_mono_ms(void)
 
 int64_t it_real_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return tp_real_ns();
 }

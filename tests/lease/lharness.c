@@ -37,6 +37,7 @@
 #include <cmocka.h>
 
 #include "lharness.h"
+#include "common/tproc.h"
 
 #define MAX_DIRS 64
 
@@ -243,66 +244,19 @@ int lh_engine_code(const char *name)
 
 void lh_spawn(struct lh_child *c, lh_child_fn fn, void *arg)
 {
-	int down[2], up[2];
-	pid_t pid;
+	int r = tp_spawn(test_pid, LH_CHILD_FAILED, -1, fn, arg, &c->pid, &c->tx, &c->rx);
 
-	if (pipe2(down, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0)
-		lh_fail(__FILE__, __LINE__, "pipe2: %s", strerror(errno));
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		lh_fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != test_pid)
-			_exit(LH_CHILD_FAILED);
-		alarm(0);
-		close(down[1]);
-		close(up[0]);
-		fn(down[0], up[1], arg);
-		_exit(0);
-	}
-	close(down[0]);
-	close(up[1]);
-	c->pid = pid;
-	c->tx = down[1];
-	c->rx = up[0];
-}
-
-static int status_code(int status)
-{
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return -1;
+	if (r < 0)
+		lh_fail(__FILE__, __LINE__, "cannot start a child: %s", strerror(-r));
 }
 
 int lh_reap(struct lh_child *c, int timeout_ms)
 {
-	int64_t end = lh_boot_ms() + timeout_ms;
-	int status, code = -1;
+	int code;
 
 	if (c->pid <= 0)
 		return -1;
-	for (;;) {
-		pid_t r = waitpid(c->pid, &status, WNOHANG);
-
-		if (r == c->pid) {
-			code = status_code(status);
-			break;
-		}
-		if (r < 0 && errno != EINTR)
-			break;
-		if (lh_boot_ms() >= end) {
-			fprintf(stderr, "child %d did not exit in %d ms; killing it\n", (int)c->pid,
-			        timeout_ms);
-			kill(c->pid, SIGKILL);
-			waitpid(c->pid, NULL, 0);
-			break;
-		}
-		lh_sleep_ms(1);
-	}
+	code = tp_wait_pid(c->pid, timeout_ms, 128);
 	close(c->tx);
 	close(c->rx);
 	c->pid = 0;
@@ -314,7 +268,7 @@ int lh_reap_now(struct lh_child *c)
 	int status, code = -1;
 
 	if (waitpid(c->pid, &status, 0) == c->pid)
-		code = status_code(status);
+		code = tp_status_code(status, 128);
 	close(c->tx);
 	close(c->rx);
 	c->pid = 0;
@@ -323,43 +277,15 @@ int lh_reap_now(struct lh_child *c)
 
 void lh_send(int fd, uint64_t v)
 {
-	ssize_t n;
+	int r = tp_send(fd, v);
 
-	do
-		n = write(fd, &v, sizeof(v));
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(v))
-		lh_fail(__FILE__, __LINE__, "write to pipe: %s", n < 0 ? strerror(errno) : "short");
+	if (r < 0)
+		lh_fail(__FILE__, __LINE__, "write to pipe: %s", strerror(-r));
 }
 
 int lh_recv(int fd, uint64_t *ret, int timeout_ms)
 {
-	int64_t end = lh_boot_ms() + timeout_ms;
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-	size_t got = 0;
-	uint64_t v;
-
-	while (got < sizeof(v)) {
-		int64_t left = end - lh_boot_ms();
-		ssize_t n;
-		int r;
-
-		if (left <= 0)
-			return -ETIMEDOUT;
-		r = poll(&p, 1, (int)left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -ETIMEDOUT;
-		n = read(fd, (char *)&v + got, sizeof(v) - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -EPIPE;
-		got += (size_t)n;
-	}
-	*ret = v;
-	return 0;
+	return tp_recv(fd, ret, timeout_ms);
 }
 
 uint64_t lh_expect(int fd, int timeout_ms)
@@ -375,19 +301,16 @@ uint64_t lh_expect(int fd, int timeout_ms)
 
 void *lh_shared(size_t len)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	void *p = tp_shared(len);
 
-	if (p == MAP_FAILED)
+	if (!p)
 		lh_fail(__FILE__, __LINE__, "mmap: %s", strerror(errno));
 	return p;
 }
 
 int64_t lh_boot_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return tp_boot_ns();
 }
 
 int64_t lh_boot_ms(void)
@@ -397,18 +320,12 @@ int64_t lh_boot_ms(void)
 
 int64_t lh_real_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return tp_real_ns();
 }
 
 void lh_sleep_ms(int64_t ms)
 {
-	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	tp_sleep_ms(ms);
 }
 
 pid_t lh_lockctl(const char *dir, const char *tag, const char *const args[])
@@ -460,44 +377,12 @@ pid_t lh_lockctl(const char *dir, const char *tag, const char *const args[])
 
 int lh_wait_pid(pid_t pid, int timeout_ms)
 {
-	int64_t end = lh_boot_ms() + timeout_ms;
-	int status;
-
-	for (;;) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-
-		if (r == pid)
-			break;
-		if (r < 0 && errno != EINTR)
-			return -1;
-		if (lh_boot_ms() >= end) {
-			fprintf(stderr, "process %d did not exit in %d ms; killing it\n", (int)pid,
-			        timeout_ms);
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			return -1;
-		}
-		lh_sleep_ms(2);
-	}
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	if (WIFSIGNALED(status))
-		return 256 + WTERMSIG(status);
-	return -1;
+	return tp_wait_pid(pid, timeout_ms, 256);
 }
 
 ssize_t lh_read_file(const char *path, char *buf, size_t cap)
 {
-	ssize_t n, got = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -1;
-	while ((size_t)got < cap - 1 && (n = read(fd, buf + got, cap - 1 - (size_t)got)) > 0)
-		got += n;
-	close(fd);
-	buf[got] = 0;
-	return got;
+	return tp_read_file(path, buf, cap);
 }
 
 int lh_wait_line(const char *path, int timeout_ms)
@@ -516,34 +401,7 @@ int lh_wait_line(const char *path, int timeout_ms)
 
 int lh_json_get(const char *json, const char *key, char *buf, size_t cap)
 {
-	char pat[80];
-	const char *p, *e;
-	int depth = 0, instr = 0;
-
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(json, pat);
-	if (!p)
-		return -ENOENT;
-	p += strlen(pat);
-	for (e = p; *e; e++) {
-		if (instr) {
-			if (*e == '\\' && e[1])
-				e++;
-			else if (*e == '"')
-				instr = 0;
-			continue;
-		}
-		if (*e == '"')
-			instr = 1;
-		else if (*e == '{' || *e == '[')
-			depth++;
-		else if ((*e == '}' || *e == ']') && depth-- == 0)
-			break;
-		else if (*e == ',' && depth == 0)
-			break;
-	}
-	snprintf(buf, cap, "%.*s", (int)(e - p), p);
-	return 0;
+	return tp_json_get(json, key, buf, cap);
 }
 
 /* ------------------------------------------------------------------------
