@@ -269,16 +269,7 @@ int eh_lockctl_out(const char *store, const char *const args[], char *out, size_
 
 ssize_t eh_read_file(const char *path, char *buf, size_t cap)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n, total = 0;
-
-	if (fd < 0)
-		return -1;
-	while (total < (ssize_t)cap - 1 && (n = read(fd, buf + total, cap - 1 - (size_t)total)) > 0)
-		total += n;
-	close(fd);
-	buf[total] = 0;
-	return total;
+	return tp_read_file(path, buf, cap);
 }
 
 int eh_json_get(const char *json, const char *key, char *buf, size_t cap)

@@ -45,31 +45,6 @@ const char *const usage_prune =
 	"Exit status: 0, also when entries were kept; 69 store unavailable; 74 an\n"
 	"entry could not be examined or removed (the others still are).\n";
 
-struct names {
-	char **v;
-	size_t n, cap;
-};
-
-static int add_name(const char *name, void *userdata)
-{
-	struct names *ns = userdata;
-
-	if (ns->n == ns->cap) {
-		size_t nc = ns->cap ? ns->cap * 2 : 32;
-		char **nv = realloc(ns->v, nc * sizeof(*nv));
-
-		if (!nv)
-			return -ENOMEM;
-		ns->v = nv;
-		ns->cap = nc;
-	}
-	ns->v[ns->n] = strdup(name);
-	if (!ns->v[ns->n])
-		return -ENOMEM;
-	ns->n++;
-	return 0;
-}
-
 static void report(int json, const char *name, const struct lk__prune_res *p, const char *err)
 {
 	const char *mode = p->mode == LK_MODE_LEASE ? "lease" : "kernel";
@@ -103,7 +78,7 @@ static void report(int json, const char *name, const struct lk__prune_res *p, co
 
 int cmd_prune(struct ctx *c, int argc, char **argv)
 {
-	struct names ns = {0};
+	struct lk__names ns = {0};
 	struct lk_store *st = NULL;
 	struct passwd *pw;
 	char label[LK_OWNER_MAX + 1];
@@ -140,7 +115,7 @@ int cmd_prune(struct ctx *c, int argc, char **argv)
 	pw = getpwuid(geteuid());
 	snprintf(label, sizeof(label), "%s: lockctl prune", pw && pw->pw_name ? pw->pw_name : "?");
 	/* the whole list first: entries go away under the listing otherwise */
-	r = lk_store_list(st, add_name, &ns);
+	r = lk_store_list(st, lk__names_add, &ns);
 	if (r < 0) {
 		errline("%s", lk_store_errmsg(st));
 		rc = r == -ENOMEM ? EXIT_INTERNAL : exit_for_store_error(r);
@@ -169,9 +144,7 @@ int cmd_prune(struct ctx *c, int argc, char **argv)
 		printf("prune: %d removed, %d kept\n", removed, kept);
 	rc = failed;
 out:
-	for (size_t i = 0; i < ns.n; i++)
-		free(ns.v[i]);
-	free(ns.v);
+	lk__names_free(&ns);
 	lk_store_close(st);
 	return rc;
 }
